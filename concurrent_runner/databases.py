@@ -1,0 +1,94 @@
+"""Test databases for a parallel run: one clone per worker slot.
+
+The parent creates the test databases once (migrations once) with Django's
+own ``setup_databases``, then gives every slot its clone through the
+backend's ``clone_test_db`` (SQLite file copy, PostgreSQL template,
+MySQL/MariaDB dump). Clones are always made fresh and always destroyed, also
+under ``--keepdb``, so no stale clone outlives a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from django.db import connections
+
+
+def _is_in_memory_sqlite(alias: str) -> bool:
+    connection = connections[alias]
+    if connection.vendor != "sqlite":
+        return False
+    name = connection.settings_dict.get("TEST", {}).get("NAME")
+    return connection.creation.is_in_memory_db(name or ":memory:")
+
+
+@contextlib.contextmanager
+def file_backed_sqlite(directory: Path) -> Iterator[None]:
+    """Give in-memory SQLite test databases a file in ``directory``.
+
+    Other processes (workers, concurrent calls) cannot see an in-memory
+    database; a file they can. The user's TEST settings are restored after.
+    """
+    changed: dict[str, Any] = {}
+    for alias in connections:
+        if _is_in_memory_sqlite(alias):
+            test = connections[alias].settings_dict.setdefault("TEST", {})
+            changed[alias] = test.get("NAME")
+            test["NAME"] = str(directory / f"test_{alias}.sqlite3")
+    try:
+        yield
+    finally:
+        for alias, name in changed.items():
+            connections[alias].settings_dict["TEST"]["NAME"] = name
+
+
+def primaries(old_config: list[tuple[Any, str, bool]]) -> list[str]:
+    """Aliases whose test database this run created (not mirrors)."""
+    return [conn.alias for conn, _name, destroy in old_config if destroy]
+
+
+def slot_settings(old_config: list[tuple[Any, str, bool]], slot: int) -> dict:
+    """What a worker on ``slot`` points each alias at: a clone or a mirror.
+
+    A pure function of the parent's connections, like Django's
+    ``get_test_db_clone_settings``: it returns new dicts and changes nothing.
+    """
+    created = primaries(old_config)
+    targets: dict[str, dict[str, Any] | str] = {}
+    for alias in created:
+        creation = connections[alias].creation
+        targets[alias] = creation.get_test_db_clone_settings(str(slot))
+    for alias in connections:
+        if alias in targets:
+            continue
+        for primary in created:
+            if connections[alias].settings_dict is connections[primary].settings_dict:
+                targets[alias] = primary
+                break
+    return targets
+
+
+def clone_all(old_config: list, slots: int, verbosity: int) -> None:
+    """Make a fresh clone of every created database for slots 1..N."""
+    for alias in primaries(old_config):
+        creation = connections[alias].creation
+        for slot in range(1, slots + 1):
+            creation.clone_test_db(suffix=str(slot), verbosity=verbosity, keepdb=False)
+
+
+def destroy_clones(old_config: list, slots: int, verbosity: int) -> list[str]:
+    """Destroy every clone; try them all, and return what could not go."""
+    problems = []
+    for alias in primaries(old_config):
+        creation = connections[alias].creation
+        for slot in range(1, slots + 1):
+            try:
+                creation.destroy_test_db(
+                    suffix=str(slot), verbosity=verbosity, keepdb=False
+                )
+            except Exception as exc:
+                problems.append(f"clone {slot} of {alias!r}: {exc}")
+    return problems

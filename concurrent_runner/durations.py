@@ -1,0 +1,84 @@
+"""Durations of earlier runs, per test class, kept in a small JSON file.
+
+The file (``.concurrent_runner_durations.json`` in the working directory by
+default, or ``settings.CONCURRENT_RUNNER_DURATIONS_FILE``) maps class labels
+to seconds. It only steers scheduling: deleting it is always safe, and a
+corrupt or foreign file is ignored rather than failing the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .groups import Unit
+
+DEFAULT_FILENAME = ".concurrent_runner_durations.json"
+FORMAT_VERSION = 1
+
+
+def durations_path() -> Path:
+    from django.conf import settings
+
+    configured = getattr(settings, "CONCURRENT_RUNNER_DURATIONS_FILE", None)
+    return Path(configured) if configured else Path.cwd() / DEFAULT_FILENAME
+
+
+def load(path: Path) -> dict[str, float]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+        return {}
+    classes = data.get("classes", {})
+    return {
+        str(k): float(v)
+        for k, v in classes.items()
+        if isinstance(v, int | float) and v >= 0
+    }
+
+
+def save(path: Path, measured: Mapping[str, float]) -> None:
+    """Merge ``measured`` into the file, atomically (a reader never sees half)."""
+    if not measured:
+        return
+    merged = load(path)
+    merged.update({k: round(v, 4) for k, v in measured.items()})
+    payload = {"version": FORMAT_VERSION, "classes": dict(sorted(merged.items()))}
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError:
+        # A read-only checkout must not fail the run; scheduling just stays
+        # uninformed.
+        pass
+
+
+def estimate(
+    units: Sequence[Unit],
+    tests_per_class: Mapping[str, int],
+    history: Mapping[str, float],
+) -> list[float]:
+    """Expected seconds per unit.
+
+    Known classes use their recorded time. Unknown ones count their tests,
+    scaled by the mean time per test of the known classes so that both kinds
+    compare; with no history at all the estimate is the number of tests.
+    """
+    known_time = sum(history[c] for c in tests_per_class if c in history)
+    known_tests = sum(n for c, n in tests_per_class.items() if c in history)
+    per_test = known_time / known_tests if known_tests and known_time > 0 else 1.0
+
+    def class_estimate(label: str) -> float:
+        if label in history:
+            return history[label]
+        return tests_per_class.get(label, 1) * per_test
+
+    return [sum(class_estimate(c) for c in unit.classes) for unit in units]

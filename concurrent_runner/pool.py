@@ -1,0 +1,124 @@
+"""Worker processes, seen from the parent: start, talk, end, reap.
+
+A worker is the command that started the run (``sys.orig_argv``) started
+again with ``WORKER_ENV`` set, so ``manage.py test``, ``django-admin test
+--settings=...`` and a ``runtests.py`` all work unchanged. Its stdout and
+stderr go to a log file in the run directory: what a test prints travels
+with the test's record instead, and the log is shown only when the worker
+fails to start or dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from . import protocol as p
+from .worker import WorkerSpec
+
+#: Seconds a worker has to exit after SIGTERM before it gets SIGKILL.
+TERMINATE_GRACE = 5.0
+
+
+def worker_argv() -> list[str]:
+    return [sys.executable, *sys.orig_argv[1:]]
+
+
+class WorkerProcess:
+    """One worker on one slot; a replacement on the same slot is a new object."""
+
+    def __init__(
+        self,
+        slot: int,
+        *,
+        run: int,
+        shuffle_seed: int | None,
+        rundir: Path,
+        generation: int = 0,
+    ) -> None:
+        self.slot = slot
+        self.conn, child_sock = p.channel_pair()
+        spec = WorkerSpec(child_sock.fileno(), slot, run, shuffle_seed)
+        env = {**os.environ, p.WORKER_ENV: spec.dumps()}
+        self.log_path = rundir / f"worker-{slot}.{generation}.log"
+        try:
+            with open(self.log_path, "wb") as log:
+                self.process = subprocess.Popen(
+                    worker_argv(),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(child_sock.fileno(),),
+                    # Its own session: a Ctrl-C at the terminal reaches only
+                    # the parent, which then stops the workers in order.
+                    start_new_session=True,
+                )
+        finally:
+            child_sock.close()
+        self.started_at = time.monotonic()
+        self.ready = False  # said hello
+        self.index_map: dict[int, int] = {}  # parent index -> worker index
+        self.reverse_map: dict[int, int] = {}
+        self.unit: int | None = None
+        self.in_flight: int | None = None  # parent index of the running test
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, message: Any) -> bool:
+        try:
+            self.conn.send(message)
+            return True
+        except OSError:
+            return False  # it died; the loop notices on its next read
+
+    def how_it_ended(self) -> str:
+        code = self.wait(TERMINATE_GRACE)
+        if code is None:
+            return "stopped answering"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"was killed by {name}"
+        return f"exited with code {code}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def terminate(self, grace: float = TERMINATE_GRACE) -> None:
+        """End the worker and its process group; always reaps."""
+        if self.process.poll() is None:
+            self._signal(signal.SIGTERM)
+            if self.wait(grace) is None:
+                self._signal(signal.SIGKILL)
+                self.process.wait()
+        self.close()
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close(self) -> None:
+        self.conn.close()

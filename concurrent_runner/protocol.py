@@ -1,0 +1,201 @@
+"""Messages between the parent and its workers, named once, here.
+
+Both sides import this module, so it imports nothing from either. Tests
+cross the pipe as indices into the suite both sides built the same way
+(never as test objects, which may not pickle); errors cross as exc_info
+tuples made picklable by tblib, or as a ``RemoteError`` carrying the text
+when the original will not pickle.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import Any, TypeAlias
+
+import tblib.pickling_support
+
+tblib.pickling_support.install()
+
+ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
+
+#: Environment variable that turns a ``manage.py test`` process into a worker.
+WORKER_ENV = "CONCURRENT_RUNNER_WORKER"
+
+
+class RemoteError(Exception):
+    """Stands in for an exception from a worker that could not be pickled."""
+
+
+def portable_exc_info(err: ExcInfo, test: object = None) -> ExcInfo:
+    """Return ``err`` if it survives a pickle round trip, else a stand-in.
+
+    Checked where the error is produced, so one odd exception costs its own
+    test's report, never the run.
+    """
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception as exc:
+        text = "".join(traceback.format_exception(*err))
+        stand_in = RemoteError(
+            f"{err[0].__module__}.{err[0].__qualname__} raised by {test} could "
+            f"not be sent from the worker ({exc!r}). Its traceback there:\n\n"
+            f"{text}"
+        )
+        return (RemoteError, stand_in, None)
+
+
+def portable(value: Any) -> Any:
+    """``value`` if it pickles, else its repr (for subtest parameters)."""
+    try:
+        pickle.loads(pickle.dumps(value))
+        return value
+    except Exception:
+        return repr(value)
+
+
+# -- outcomes of one test -------------------------------------------------
+
+
+@dataclass
+class Success:
+    pass
+
+
+@dataclass
+class Failure:
+    err: ExcInfo
+
+
+@dataclass
+class Error:
+    err: ExcInfo
+
+
+@dataclass
+class Skip:
+    reason: str
+
+
+@dataclass
+class ExpectedFailure:
+    err: ExcInfo
+
+
+@dataclass
+class UnexpectedSuccess:
+    pass
+
+
+@dataclass
+class SubTestResult:
+    message: Any
+    params: dict[str, Any]
+    err: ExcInfo | None
+
+
+Outcome: TypeAlias = (
+    Success
+    | Failure
+    | Error
+    | Skip
+    | ExpectedFailure
+    | UnexpectedSuccess
+    | SubTestResult
+)
+
+
+@dataclass
+class TestRecord:
+    """Everything one test did, replayed in the parent as one block."""
+
+    index: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    duration: float | None = None
+    stdout: str = ""
+    stderr: str = ""
+    sql: str = ""
+
+
+# -- parent to worker ----------------------------------------------------
+
+
+@dataclass
+class Configure:
+    """Which databases the worker's slot uses, sent once databases exist.
+
+    ``databases`` maps an alias to the settings dict of its clone, or, for a
+    test mirror, to the name of the alias it mirrors.
+    """
+
+    databases: dict[str, dict[str, Any] | str]
+    serialized: dict[str, str]
+    debug_sql: bool
+
+
+@dataclass
+class RunUnit:
+    unit: int
+    indices: list[int]
+
+
+@dataclass
+class Stop:
+    """Finish the test in flight, start nothing more, exit."""
+
+
+# -- worker to parent ----------------------------------------------------
+
+
+@dataclass
+class Hello:
+    pid: int
+    test_ids: list[str]
+
+
+@dataclass
+class TestStarted:
+    unit: int
+    index: int
+
+
+@dataclass
+class TestDone:
+    unit: int
+    record: TestRecord
+
+
+@dataclass
+class FixtureOutcome:
+    """An error or skip outside any test: setUpClass, setUpModule, teardowns."""
+
+    unit: int
+    description: str
+    outcome: Error | Skip
+
+
+@dataclass
+class UnitDone:
+    unit: int
+    class_durations: dict[str, float]
+
+
+# -- the channel -----------------------------------------------------------
+
+
+def channel_pair() -> tuple[Connection, socket.socket]:
+    """A parent connection and the socket to hand to a child (as an fd)."""
+    parent_sock, child_sock = socket.socketpair()
+    parent = Connection(os.dup(parent_sock.fileno()))
+    parent_sock.close()
+    return parent, child_sock
+
+
+def connect_child(fd: int) -> Connection:
+    return Connection(fd)

@@ -1,0 +1,261 @@
+"""``concurrent_runner.Runner``: Django's DiscoverRunner, run in parallel groups.
+
+``manage.py test --parallel-groups N`` discovers and filters tests exactly as
+Django does, splits them into units by ``mp_group``, plans them, creates the
+test databases once and a clone per worker slot, and runs the units in child
+``manage.py test`` processes. Without the flag (or with 1) it is
+DiscoverRunner, except that an in-memory SQLite test database becomes a file
+that other processes can open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from django.test.runner import DiscoverRunner
+from django.test.utils import (
+    setup_databases as _setup_databases,
+)
+from django.test.utils import (
+    setup_test_environment,
+    teardown_test_environment,
+)
+from django.test.utils import (
+    teardown_databases as _teardown_databases,
+)
+
+from .errors import ConfigurationError
+from .groups import build_units, class_label
+from .worker import WorkerSpec
+
+
+def parallel_groups_type(value: str) -> int:
+    """``--parallel-groups`` takes a positive integer or ``auto``."""
+    if value == "auto":
+        return default_workers()
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a positive integer or the string 'auto'"
+        ) from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive integer")
+    return number
+
+
+def default_workers() -> int:
+    """Like Django's --parallel auto: DJANGO_TEST_PROCESSES, else the CPUs."""
+    with contextlib.suppress(KeyError, ValueError):
+        return max(1, int(os.environ["DJANGO_TEST_PROCESSES"]))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class Runner(DiscoverRunner):
+    """A drop-in DiscoverRunner that runs test classes in parallel groups."""
+
+    #: How many times run_tests() has been called in this process, so that a
+    #: worker re-running a script that calls the runner twice serves the
+    #: right call.
+    _calls: ClassVar[Iterator[int]] = itertools.count(1)
+
+    def __init__(self, *, parallel_groups: int | str = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(parallel_groups, str):
+            parallel_groups = parallel_groups_type(parallel_groups)
+        self.parallel_groups = parallel_groups
+        if parallel_groups > 1 and self.pdb:
+            raise ConfigurationError(
+                "You cannot use --pdb with --parallel-groups; pass "
+                "--parallel-groups=1 to use it."
+            )
+        if parallel_groups > 1 and self.parallel not in (0, 1):
+            raise ConfigurationError(
+                f"--parallel={self.parallel!r} and --parallel-groups="
+                f"{parallel_groups} are two ways to run in parallel; drop "
+                f"--parallel and keep --parallel-groups."
+            )
+        self._suite: Any = None
+        self._rundir: Path | None = None
+        self._call = 0
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--parallel-groups",
+            type=parallel_groups_type,
+            default=1,
+            metavar="N",
+            help=(
+                "Run test classes in up to N worker processes, grouped and "
+                "isolated by their mp_group attribute. Use the value \"auto\" "
+                "for one worker per processor core."
+            ),
+        )
+
+    # -- entry point -------------------------------------------------------
+
+    def run_tests(self, test_labels: list[str], **kwargs: Any) -> int:  # type: ignore[override]
+        self._call = next(self._calls)
+        spec = WorkerSpec.from_environ()
+        if spec is not None:
+            return self._serve(spec, test_labels)
+        rundir = Path(tempfile.mkdtemp(prefix="concurrent-runner-"))
+        self._rundir = rundir
+        try:
+            from .databases import file_backed_sqlite
+
+            with file_backed_sqlite(rundir):
+                return super().run_tests(test_labels, **kwargs)
+        finally:
+            self._stop_workers()
+            self._suite = None
+            shutil.rmtree(rundir, ignore_errors=True)
+            self._rundir = None
+
+    def _serve(self, spec: WorkerSpec, test_labels: list[str]) -> int:
+        """Run as a worker for the parent's parallel run_tests() call."""
+        if spec.run != self._call:
+            # Another call of a script that runs the runner more than once;
+            # the parent runs (or ran) it itself.
+            return 0
+        from .worker import serve
+
+        if spec.shuffle_seed is not None:
+            self.shuffle = spec.shuffle_seed
+        setup_test_environment(debug=self.debug_mode)
+        try:
+            suite = DiscoverRunner.build_suite(self, test_labels)
+            tests = list(_iter_tests(suite))
+            from .protocol import connect_child
+
+            serve(connect_child(spec.fd), tests, failfast=self.failfast)
+        finally:
+            teardown_test_environment()
+        return 0
+
+    # -- suite -------------------------------------------------------------
+
+    def build_suite(self, test_labels: Any = None, **kwargs: Any) -> Any:
+        suite = super().build_suite(test_labels, **kwargs)
+        tests = list(_iter_tests(suite))
+        # Checked in every mode, so a bad mp_group fails before any test runs
+        # whether or not this run is parallel.
+        units = build_units(tests)
+        if self.parallel_groups <= 1 or self._rundir is None:
+            return suite
+
+        from . import durations
+        from .orchestra import GroupedParallelSuite
+        from .planning import make_plan
+        from .pool import WorkerProcess
+
+        tests_per_class = Counter(class_label(t) for t in tests)
+        history = durations.load(durations.durations_path())
+        estimates = durations.estimate(units, tests_per_class, history)
+        plan = make_plan(units, estimates, self.parallel_groups)
+        if plan.workers <= 1:
+            return suite
+        rundir = self._rundir
+        seed = self.shuffle_seed
+        call = self._call
+
+        def spawn(slot: int, generation: int) -> WorkerProcess:
+            return WorkerProcess(
+                slot, run=call, shuffle_seed=seed, rundir=rundir, generation=generation
+            )
+
+        self.log(
+            f"Running {len(units)} unit(s) in {len(plan.phases)} phase(s) on "
+            f"{plan.workers} worker processes."
+        )
+        self._suite = GroupedParallelSuite(
+            tests, units, plan, spawn=spawn, log=self.log
+        )
+        return self._suite
+
+    # -- databases ---------------------------------------------------------
+
+    def setup_databases(self, **kwargs: Any) -> Any:
+        suite = self._suite
+        if suite is None:
+            return super().setup_databases(**kwargs)
+        from . import databases
+        from .protocol import Configure
+
+        # Workers import and discover while the databases are being built.
+        suite.start_workers()
+        try:
+            old_config = _setup_databases(
+                self.verbosity,
+                self.interactive,
+                time_keeper=self.time_keeper,
+                keepdb=self.keepdb,
+                debug_sql=self.debug_sql,
+                parallel=0,
+                **kwargs,
+            )
+            with self.time_keeper.timed("  Cloning"):
+                databases.clone_all(old_config, suite.plan.workers, self.verbosity)
+            from django.db import connections
+
+            serialized = {
+                alias: connections[alias]._test_serialized_contents
+                for alias in connections
+                if getattr(connections[alias], "_test_serialized_contents", None)
+            }
+            suite.configure(
+                {
+                    slot: Configure(
+                        databases.slot_settings(old_config, slot),
+                        serialized,
+                        self.debug_sql,
+                    )
+                    for slot in range(1, suite.plan.workers + 1)
+                }
+            )
+        except BaseException:
+            self._stop_workers()
+            raise
+        return old_config
+
+    def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
+        suite = self._suite
+        if suite is None:
+            return super().teardown_databases(old_config, **kwargs)
+        from . import durations
+        from .databases import destroy_clones
+
+        self._stop_workers()
+        durations.save(durations.durations_path(), suite.measured)
+        problems = destroy_clones(old_config, suite.plan.workers, self.verbosity)
+        _teardown_databases(
+            old_config, verbosity=self.verbosity, parallel=0, keepdb=self.keepdb
+        )
+        for problem in problems:
+            print(f"Could not destroy {problem}", file=sys.stderr)
+
+    def _stop_workers(self) -> None:
+        if self._suite is not None:
+            self._suite.shutdown()
+
+
+def _iter_tests(suite: unittest.TestSuite) -> Iterator[Any]:
+    from django.test.utils import iter_test_cases
+
+    return iter_test_cases(suite)

@@ -1,0 +1,242 @@
+"""The child side: a ``manage.py test`` process that runs units it is sent.
+
+The parent starts the very command the user ran, with ``WORKER_ENV`` set;
+``Runner.run_tests`` sees it and calls ``serve``. The worker builds the same
+suite, says hello with its test ids, takes its databases (clones the parent
+made; it never creates or destroys one), then runs units until told to stop
+or until the parent goes away. This module imports nothing from the parent
+side.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+import unittest
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+
+from . import protocol as p
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What the parent puts in the worker's environment."""
+
+    fd: int
+    slot: int
+    run: int  # which run_tests() call of the process is the parallel one
+    shuffle_seed: int | None
+
+    def dumps(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_environ(cls) -> WorkerSpec | None:
+        raw = os.environ.get(p.WORKER_ENV)
+        return cls(**json.loads(raw)) if raw else None
+
+
+def _subtest_message(subtest: Any) -> Any:
+    message = getattr(subtest, "_message", None)
+    return None if message is unittest.case._subtest_msg_sentinel else message
+
+
+class WorkerResult(unittest.TestResult):
+    """Records each test as one ``TestRecord`` and sends it when it stops.
+
+    Output is always buffered here (``buffer``), so that what a test prints
+    travels with its record and the parent can show it in one block.
+    """
+
+    def __init__(self, conn: Connection, unit: int, tests: Sequence[Any]) -> None:
+        super().__init__()
+        self.buffer = True
+        self._conn = conn
+        self._unit = unit
+        self._index = {id(test): i for i, test in enumerate(tests)}
+        self._record: p.TestRecord | None = None
+        self._sql: io.StringIO | None = None
+        self._sql_handler: logging.Handler | None = None
+        self._started = time.monotonic()
+        self._class_starts: dict[str, float] = {}
+
+    # -- bookkeeping ---------------------------------------------------
+
+    def startTest(self, test: Any) -> None:
+        label = f"{type(test).__module__}.{type(test).__qualname__}"
+        self._class_starts.setdefault(label, time.monotonic())
+        index = self._index[id(test)]
+        self._conn.send(p.TestStarted(self._unit, index))
+        self._record = p.TestRecord(index)
+        if connections_debug_sql():
+            self._sql = io.StringIO()
+            self._sql_handler = logging.StreamHandler(self._sql)
+            logging.getLogger("django.db.backends").addHandler(self._sql_handler)
+        super().startTest(test)
+
+    def stopTest(self, test: Any) -> None:
+        record = self._record
+        assert record is not None
+        record.stdout = self._stdout_buffer.getvalue() if self._stdout_buffer else ""
+        record.stderr = self._stderr_buffer.getvalue() if self._stderr_buffer else ""
+        # Nothing to mirror to the worker's own (unseen) stdout.
+        self._mirrorOutput = False
+        super().stopTest(test)
+        if self._sql_handler is not None:
+            logging.getLogger("django.db.backends").removeHandler(self._sql_handler)
+            record.sql = self._sql.getvalue() if self._sql else ""
+            self._sql_handler = self._sql = None
+        self._conn.send(p.TestDone(self._unit, record))
+        self._record = None
+        # Between two tests is where a Stop (failfast elsewhere) takes effect.
+        if self._conn.poll():
+            message = self._conn.recv()
+            if isinstance(message, p.Stop):
+                self.stop()
+
+    def class_durations(self) -> dict[str, float]:
+        end = time.monotonic()
+        starts = sorted(self._class_starts.items(), key=lambda kv: kv[1])
+        durations = {}
+        for i, (label, start) in enumerate(starts):
+            # The first class also owns the unit's start-up (its setUpClass).
+            begin = self._started if i == 0 else start
+            finish = starts[i + 1][1] if i + 1 < len(starts) else end
+            durations[label] = finish - begin
+        return durations
+
+    def _outcome(self, test: Any, outcome: p.Outcome) -> bool:
+        """Attach to the running test; False for class/module-level events."""
+        if isinstance(test, unittest.suite._ErrorHolder) or self._record is None:
+            description = test.description if hasattr(test, "description") else str(test)
+            assert isinstance(outcome, p.Error | p.Skip)
+            self._conn.send(p.FixtureOutcome(self._unit, description, outcome))
+            return False
+        self._record.outcomes.append(outcome)
+        return True
+
+    def _portable(self, err: Any, test: Any) -> p.ExcInfo:
+        # Drop unittest's own frames here, where they are recognisable;
+        # after pickling they no longer carry the marker unittest looks for.
+        clean = getattr(self, "_clean_tracebacks", None)
+        if clean is not None and err[2] is not None:
+            err = (err[0], err[1], clean(*err, test))
+        return p.portable_exc_info(err, test)
+
+    # -- outcomes ------------------------------------------------------
+
+    def addSuccess(self, test: Any) -> None:
+        super().addSuccess(test)
+        self._outcome(test, p.Success())
+
+    def addError(self, test: Any, err: Any) -> None:
+        super().addError(test, err)
+        self._outcome(test, p.Error(self._portable(err, test)))
+
+    def addFailure(self, test: Any, err: Any) -> None:
+        super().addFailure(test, err)
+        self._outcome(test, p.Failure(self._portable(err, test)))
+
+    def addSkip(self, test: Any, reason: str) -> None:
+        super().addSkip(test, reason)
+        self._outcome(test, p.Skip(reason))
+
+    def addExpectedFailure(self, test: Any, err: Any) -> None:
+        super().addExpectedFailure(test, err)
+        self._outcome(test, p.ExpectedFailure(self._portable(err, test)))
+
+    def addUnexpectedSuccess(self, test: Any) -> None:
+        super().addUnexpectedSuccess(test)
+        self._outcome(test, p.UnexpectedSuccess())
+
+    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            self._outcome(
+                test,
+                p.SubTestResult(
+                    p.portable(_subtest_message(subtest)),
+                    {k: p.portable(v) for k, v in subtest.params.items()},
+                    self._portable(err, test),
+                ),
+            )
+
+    def addDuration(self, test: Any, elapsed: float) -> None:
+        if self._record is not None:
+            self._record.duration = elapsed
+
+    def _exc_info_to_string(self, err: Any, test: Any) -> str:
+        # The parent formats errors; storing text here would only cost time.
+        return ""
+
+
+def connections_debug_sql() -> bool:
+    return any(connections[alias].force_debug_cursor for alias in connections)
+
+
+def use_databases(config: p.Configure) -> None:
+    """Point every alias at this slot's clone, in place as Django expects."""
+    for alias, target in config.databases.items():
+        if isinstance(target, dict):
+            connection = connections[alias]
+            connection.settings_dict.update(target)
+            connection.close()
+            settings.DATABASES[alias]["NAME"] = target["NAME"]
+    for alias, target in config.databases.items():
+        if isinstance(target, str):
+            connections[alias].creation.set_as_test_mirror(
+                connections[target].settings_dict
+            )
+    for alias, contents in config.serialized.items():
+        connections[alias]._test_serialized_contents = contents
+    if config.debug_sql:
+        for alias in connections:
+            connections[alias].force_debug_cursor = True
+
+
+def run_unit(
+    conn: Connection,
+    message: p.RunUnit,
+    tests: Sequence[Any],
+    *,
+    failfast: bool,
+) -> bool:
+    """Run one unit as a top-level suite; False if the worker should stop."""
+    result = WorkerResult(conn, message.unit, tests)
+    result.failfast = failfast
+    unittest.TestSuite([tests[i] for i in message.indices]).run(result)
+    conn.send(p.UnitDone(message.unit, result.class_durations()))
+    return not result.shouldStop
+
+
+def serve(
+    conn: Connection, tests: Sequence[Any], *, failfast: bool
+) -> None:
+    """The worker's loop; returns when told to stop or the parent is gone."""
+    conn.send(p.Hello(os.getpid(), [test.id() for test in tests]))
+    try:
+        config = conn.recv()
+        if not isinstance(config, p.Configure):
+            return
+        use_databases(config)
+        while True:
+            message = conn.recv()
+            if not isinstance(message, p.RunUnit):
+                return
+            if not run_unit(conn, message, tests, failfast=failfast):
+                return
+    except (EOFError, OSError):
+        # The parent went away; there is nobody left to report to.
+        return
+    finally:
+        for alias in connections:
+            connections[alias].close()

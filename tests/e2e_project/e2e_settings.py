@@ -1,0 +1,26 @@
+"""Settings of the end-to-end project; DB_VENDOR picks the database."""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.dbconfig import database  # noqa: E402
+
+SECRET_KEY = "e2e"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "concurrent_runner",
+    "outcomes",
+    "strategies",
+    "multidb",
+]
+DATABASES = {
+    "default": database("e2e"),
+    "other": database("e2e_other"),
+}
+TEST_RUNNER = "concurrent_runner.Runner"
+CONCURRENT_RUNNER_DURATIONS_FILE = os.environ.get("DURATIONS_FILE") or None
