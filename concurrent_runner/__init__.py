@@ -20,9 +20,9 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from .errors import ConfigurationError
-    from .groups import Strategy
-    from .runner import Runner
+    from .errors import ConfigurationError as ConfigurationError
+    from .groups import Strategy as Strategy
+    from .runner import Runner as Runner
 
 
 def __getattr__(name: str) -> Any:

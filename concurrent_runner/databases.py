@@ -22,7 +22,7 @@ def _is_in_memory_sqlite(alias: str) -> bool:
     if connection.vendor != "sqlite":
         return False
     name = connection.settings_dict.get("TEST", {}).get("NAME")
-    return connection.creation.is_in_memory_db(name or ":memory:")
+    return connection.creation.is_in_memory_db(name or ":memory:")  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -61,13 +61,13 @@ def slot_settings(old_config: list[tuple[Any, str, bool]], slot: int) -> dict:
     for alias in created:
         creation = connections[alias].creation
         targets[alias] = creation.get_test_db_clone_settings(str(slot))
+    # Mirrors (TEST MIRROR, or a second alias of the same database) were
+    # given their primary's test NAME by setup_databases.
+    test_names = {connections[alias].settings_dict["NAME"]: alias for alias in created}
     for alias in connections:
-        if alias in targets:
-            continue
-        for primary in created:
-            if connections[alias].settings_dict is connections[primary].settings_dict:
-                targets[alias] = primary
-                break
+        name = connections[alias].settings_dict["NAME"]
+        if alias not in targets and name in test_names:
+            targets[alias] = test_names[name]
     return targets
 
 

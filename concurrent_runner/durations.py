@@ -8,6 +8,7 @@ corrupt or foreign file is ignored rather than failing the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -35,6 +36,8 @@ def load(path: Path) -> dict[str, float]:
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
         return {}
     classes = data.get("classes", {})
+    if not isinstance(classes, dict):
+        return {}
     return {
         str(k): float(v)
         for k, v in classes.items()
@@ -46,19 +49,29 @@ def save(path: Path, measured: Mapping[str, float]) -> None:
     """Merge ``measured`` into the file, atomically (a reader never sees half)."""
     if not measured:
         return
+    if os.path.exists(path) and not os.path.isfile(path):
+        # os.devnull (a way to turn the file off) or a directory: replacing
+        # it would destroy it, or fail and leave the temp file behind.
+        return
     merged = load(path)
     merged.update({k: round(v, 4) for k, v in measured.items()})
     payload = {"version": FORMAT_VERSION, "classes": dict(sorted(merged.items()))}
+    tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=1)
             f.write("\n")
         os.replace(tmp, path)
+        tmp = None
     except OSError:
         # A read-only checkout must not fail the run; scheduling just stays
         # uninformed.
         pass
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def estimate(

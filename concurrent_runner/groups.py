@@ -85,7 +85,9 @@ def read_membership(cls: type) -> Membership:
         )
     if not group.strip():
         raise ConfigurationError(
-            f"{where}.mp_group is {value!r}; the group name must not be empty."
+            f"{where}.mp_group is {value!r}; the group name must not be empty. "
+            f"Use a group name, or a (group, strategy) pair with strategy one "
+            f"of {CHOICES}."
         )
     if strategy_name is None:
         return Membership(group, None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import multiprocessing.connection
 import time
 import unittest
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import protocol as p
@@ -54,7 +54,7 @@ class GroupedParallelSuite(unittest.TestSuite):
         self.remaining: dict[int, list[int]] = {}
 
     # TestSuite protocol: the runner counts and inspects these tests.
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self) -> Iterator[unittest.TestCase]:
         return iter(self.tests)
 
     def countTestCases(self) -> int:
@@ -134,7 +134,9 @@ class GroupedParallelSuite(unittest.TestSuite):
                 )
             worker.unit = unit
             worker.send(
-                p.RunUnit(unit, [worker.index_map[i] for i in indices if i not in missing])
+                p.RunUnit(
+                    unit, [worker.index_map[i] for i in indices if i not in missing]
+                )
             )
 
     def _pump(self, dispatcher: Dispatcher, result: unittest.TestResult) -> None:
@@ -257,4 +259,3 @@ class GroupedParallelSuite(unittest.TestSuite):
             f"Worker {worker.slot} (pid {worker.pid}) {how} before it could run "
             f"tests. Its output:\n\n{worker.log_tail() or '(nothing)'}"
         )
-

@@ -39,6 +39,10 @@ def portable_exc_info(err: ExcInfo, test: object = None) -> ExcInfo:
     test's report, never the run.
     """
     try:
+        # tblib's install() covered only the classes that existed then; the
+        # project's own errors (and a driver's) would lose their __cause__,
+        # __context__ and traceback without this.
+        tblib.pickling_support.install(err[1])
         pickle.loads(pickle.dumps(err))
         return err
     except Exception as exc:

@@ -8,9 +8,13 @@ never interleave between tests.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import unittest
+from collections.abc import Iterator
 from typing import Any
+
+from django.test.runner import DebugSQLTextTestResult
 
 from . import protocol as p
 
@@ -27,23 +31,35 @@ def _subtest(test: unittest.TestCase, outcome: p.SubTestResult) -> Any:
 
 
 def replay_outcome(result: unittest.TestResult, test: Any, outcome: p.Outcome) -> None:
+    # typeshed wants a traceback in every exc_info; unittest itself accepts
+    # None, which is what a stand-in for an unpicklable error carries.
+    target: Any = result
     match outcome:
         case p.Success():
-            result.addSuccess(test)
+            target.addSuccess(test)
         case p.Failure(err=err):
-            result.addFailure(test, err)
+            target.addFailure(test, err)
         case p.Error(err=err):
-            result.addError(test, err)
+            target.addError(test, err)
         case p.Skip(reason=reason):
-            result.addSkip(test, reason)
+            target.addSkip(test, reason)
         case p.ExpectedFailure(err=err):
-            result.addExpectedFailure(test, err)
+            target.addExpectedFailure(test, err)
         case p.UnexpectedSuccess():
-            result.addUnexpectedSuccess(test)
+            target.addUnexpectedSuccess(test)
         case p.SubTestResult(err=err):
-            result.addSubTest(test, _subtest(test, outcome), err)
+            target.addSubTest(test, _subtest(test, outcome), err)
         case _:
             raise TypeError(f"unknown outcome {outcome!r}")
+
+
+def _debug_sql_stream(result: unittest.TestResult) -> Any:
+    """Where a ``--debug-sql`` result collects the running test's SQL."""
+    stream = getattr(result, "debug_sql_stream", None)  # Django < 6.0
+    if stream is None and isinstance(result, DebugSQLTextTestResult):
+        # Django >= 6.0 reads it back from its log handler's stream.
+        stream = getattr(getattr(result, "handler", None), "stream", None)
+    return stream
 
 
 def replay_test(result: unittest.TestResult, test: Any, record: p.TestRecord) -> None:
@@ -54,7 +70,7 @@ def replay_test(result: unittest.TestResult, test: Any, record: p.TestRecord) ->
         sys.stdout.write(record.stdout)
     if record.stderr:
         sys.stderr.write(record.stderr)
-    sql_stream = getattr(result, "debug_sql_stream", None)
+    sql_stream = _debug_sql_stream(result)
     if record.sql and sql_stream is not None:
         sql_stream.write(record.sql)
     for outcome in record.outcomes:
@@ -64,17 +80,37 @@ def replay_test(result: unittest.TestResult, test: Any, record: p.TestRecord) ->
     result.stopTest(test)
 
 
-def replay_fixture(result: unittest.TestResult, description: str, outcome: p.Outcome) -> None:
+@contextlib.contextmanager
+def _outside_a_test(result: unittest.TestResult) -> Iterator[None]:
+    """Buffer output around a fixture's outcome, as unittest's suite does.
+
+    With ``--buffer`` the result formats an error by reading
+    ``sys.stdout.getvalue()``, which only its own buffer has.
+    """
+    buffered = hasattr(result, "_setupStdout") and hasattr(result, "_restoreStdout")
+    if buffered:
+        result._setupStdout()  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if buffered:
+            result._restoreStdout()  # type: ignore[attr-defined]
+
+
+def replay_fixture(
+    result: unittest.TestResult, description: str, outcome: p.Outcome
+) -> None:
     """A setUpClass/setUpModule error or skip, reported as unittest does."""
     holder = unittest.suite._ErrorHolder(description)  # type: ignore[attr-defined]
-    replay_outcome(result, holder, outcome)
+    with _outside_a_test(result):
+        replay_outcome(result, holder, outcome)
 
 
 def report_crash(result: unittest.TestResult, test: Any, how: str) -> None:
     """The test in flight when its worker died counts as an error."""
     error = WorkerCrashed(f"The worker running {test.id()} {how}.")
     result.startTest(test)
-    result.addError(test, (WorkerCrashed, error, None))
+    result.addError(test, (WorkerCrashed, error, error.__traceback__))  # type: ignore[arg-type]
     result.stopTest(test)
 
 
@@ -82,4 +118,5 @@ def report_unit_crash(result: unittest.TestResult, description: str, how: str) -
     """A worker died between tests (in a fixture): an error for the unit."""
     error = WorkerCrashed(f"The worker {how}.")
     holder = unittest.suite._ErrorHolder(description)  # type: ignore[attr-defined]
-    result.addError(holder, (WorkerCrashed, error, None))
+    with _outside_a_test(result):
+        result.addError(holder, (WorkerCrashed, error, error.__traceback__))  # type: ignore[arg-type]

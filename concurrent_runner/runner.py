@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import logging
 import os
 import shutil
 import sys
@@ -103,14 +104,14 @@ class Runner(DiscoverRunner):
             metavar="N",
             help=(
                 "Run test classes in up to N worker processes, grouped and "
-                "isolated by their mp_group attribute. Use the value \"auto\" "
+                'isolated by their mp_group attribute. Use the value "auto" '
                 "for one worker per processor core."
             ),
         )
 
     # -- entry point -------------------------------------------------------
 
-    def run_tests(self, test_labels: list[str], **kwargs: Any) -> int:  # type: ignore[override]
+    def run_tests(self, test_labels: list[str], **kwargs: Any) -> int:
         self._call = next(self._calls)
         spec = WorkerSpec.from_environ()
         if spec is not None:
@@ -184,6 +185,16 @@ class Runner(DiscoverRunner):
             f"Running {len(units)} unit(s) in {len(plan.phases)} phase(s) on "
             f"{plan.workers} worker processes."
         )
+        for number, phase in enumerate(plan.phases, 1):
+            self.log(
+                f"Phase {number}, {phase.name}, {phase.concurrency} at a time:",
+                level=logging.DEBUG,
+            )
+            for slot in phase.slots:
+                self.log(
+                    f"  {units[slot.unit].label} (estimate {slot.estimate:.2f})",
+                    level=logging.DEBUG,
+                )
         self._suite = GroupedParallelSuite(
             tests, units, plan, spawn=spawn, log=self.log
         )
@@ -215,9 +226,13 @@ class Runner(DiscoverRunner):
             from django.db import connections
 
             serialized = {
-                alias: connections[alias]._test_serialized_contents
+                alias: contents
                 for alias in connections
-                if getattr(connections[alias], "_test_serialized_contents", None)
+                if (
+                    contents := getattr(
+                        connections[alias], "_test_serialized_contents", None
+                    )
+                )
             }
             suite.configure(
                 {
@@ -256,6 +271,6 @@ class Runner(DiscoverRunner):
 
 
 def _iter_tests(suite: unittest.TestSuite) -> Iterator[Any]:
-    from django.test.utils import iter_test_cases
+    from django.test.utils import iter_test_cases  # type: ignore[attr-defined]
 
     return iter_test_cases(suite)

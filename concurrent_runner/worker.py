@@ -47,7 +47,8 @@ class WorkerSpec:
 
 def _subtest_message(subtest: Any) -> Any:
     message = getattr(subtest, "_message", None)
-    return None if message is unittest.case._subtest_msg_sentinel else message
+    sentinel = unittest.case._subtest_msg_sentinel  # type: ignore[attr-defined]
+    return None if message is sentinel else message
 
 
 class WorkerResult(unittest.TestResult):
@@ -86,8 +87,11 @@ class WorkerResult(unittest.TestResult):
     def stopTest(self, test: Any) -> None:
         record = self._record
         assert record is not None
-        record.stdout = self._stdout_buffer.getvalue() if self._stdout_buffer else ""
-        record.stderr = self._stderr_buffer.getvalue() if self._stderr_buffer else ""
+        # unittest's buffers (TestResult._setupStdout) hold what the test printed.
+        stdout = getattr(self, "_stdout_buffer", None)
+        stderr = getattr(self, "_stderr_buffer", None)
+        record.stdout = stdout.getvalue() if stdout is not None else ""
+        record.stderr = stderr.getvalue() if stderr is not None else ""
         # Nothing to mirror to the worker's own (unseen) stdout.
         self._mirrorOutput = False
         super().stopTest(test)
@@ -116,8 +120,10 @@ class WorkerResult(unittest.TestResult):
 
     def _outcome(self, test: Any, outcome: p.Outcome) -> bool:
         """Attach to the running test; False for class/module-level events."""
-        if isinstance(test, unittest.suite._ErrorHolder) or self._record is None:
-            description = test.description if hasattr(test, "description") else str(test)
+        if isinstance(test, unittest.suite._ErrorHolder) or self._record is None:  # type: ignore[attr-defined]
+            description = (
+                test.description if hasattr(test, "description") else str(test)
+            )
             assert isinstance(outcome, p.Error | p.Skip)
             self._conn.send(p.FixtureOutcome(self._unit, description, outcome))
             return False
@@ -193,12 +199,16 @@ def use_databases(config: p.Configure) -> None:
             settings.DATABASES[alias]["NAME"] = target["NAME"]
     for alias, target in config.databases.items():
         if isinstance(target, str):
+            connections[alias].close()
             connections[alias].creation.set_as_test_mirror(
                 connections[target].settings_dict
             )
+            settings.DATABASES[alias]["NAME"] = connections[alias].settings_dict["NAME"]
     for alias, contents in config.serialized.items():
-        connections[alias]._test_serialized_contents = contents
+        connections[alias]._test_serialized_contents = contents  # type: ignore[attr-defined]
     if config.debug_sql:
+        # As DebugSQLTextTestResult does in a serial run.
+        logging.getLogger("django.db.backends").setLevel(logging.DEBUG)
         for alias in connections:
             connections[alias].force_debug_cursor = True
 
@@ -218,9 +228,7 @@ def run_unit(
     return not result.shouldStop
 
 
-def serve(
-    conn: Connection, tests: Sequence[Any], *, failfast: bool
-) -> None:
+def serve(conn: Connection, tests: Sequence[Any], *, failfast: bool) -> None:
     """The worker's loop; returns when told to stop or the parent is gone."""
     conn.send(p.Hello(os.getpid(), [test.id() for test in tests]))
     try:

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.dbconfig import database  # noqa: E402
+from tests.dbconfig import database
 
 SECRET_KEY = "e2e"
 USE_TZ = True
@@ -15,12 +15,13 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "concurrent_runner",
     "outcomes",
-    "strategies",
     "multidb",
+    "stopping",
 ]
 DATABASES = {
     "default": database("e2e"),
     "other": database("e2e_other"),
+    "replica": {**database("e2e"), "TEST": {"MIRROR": "default"}},
 }
 TEST_RUNNER = "concurrent_runner.Runner"
-CONCURRENT_RUNNER_DURATIONS_FILE = os.environ.get("DURATIONS_FILE") or None
+CONCURRENT_RUNNER_DURATIONS_FILE = os.environ.get("DURATIONS_FILE", os.devnull)

@@ -1,0 +1,84 @@
+"""Several aliases, a test mirror, serialized_rollback and available_apps."""
+
+import os
+import re
+
+from django.db import connections
+from django.test import TransactionTestCase, tag
+
+from .models import Item
+
+CLONE = re.compile(r"_\d+(\.sqlite3)?$")
+
+
+def expect_clone(testcase, alias):
+    """Under --parallel-groups (EXPECT_CLONES=1) every alias is a slot clone."""
+    name = str(connections[alias].settings_dict["NAME"])
+    if os.environ.get("EXPECT_CLONES") == "1":
+        testcase.assertRegex(name, CLONE)
+    testcase.assertIn("test", name)
+
+
+@tag("all")
+class AllDatabases(TransactionTestCase):
+    databases = "__all__"
+    # Restore the seeded rows (and keep content types out of post_migrate)
+    # so that the order of classes does not matter.
+    serialized_rollback = True
+
+    def test_each_alias_is_its_own_clone(self):
+        for alias in ("default", "other"):
+            expect_clone(self, alias)
+        self.assertNotEqual(
+            connections["default"].settings_dict["NAME"],
+            connections["other"].settings_dict["NAME"],
+        )
+
+    def test_writes_stay_in_their_database(self):
+        Item.objects.create(name="a")
+        Item.objects.using("other").create(name="b")
+        # Earlier TransactionTestCase flushes may have removed "seeded".
+        self.assertEqual(
+            set(Item.objects.exclude(name="seeded").values_list("name", flat=True)),
+            {"a"},
+        )
+        self.assertEqual(
+            set(
+                Item.objects.using("other")
+                .exclude(name="seeded")
+                .values_list("name", flat=True)
+            ),
+            {"b"},
+        )
+
+    def test_mirror_reads_default(self):
+        self.assertEqual(
+            connections["replica"].settings_dict["NAME"],
+            connections["default"].settings_dict["NAME"],
+        )
+        Item.objects.create(name="mirrored")
+        self.assertTrue(Item.objects.using("replica").filter(name="mirrored").exists())
+
+
+class SerializedRollback(TransactionTestCase):
+    """Both tests delete the seeded row; serialized_rollback restores it."""
+
+    serialized_rollback = True
+
+    def test_first(self):
+        self.assertTrue(Item.objects.filter(name="seeded").exists())
+        Item.objects.all().delete()
+
+    def test_second(self):
+        self.assertTrue(Item.objects.filter(name="seeded").exists())
+        Item.objects.all().delete()
+
+
+class AvailableApps(TransactionTestCase):
+    available_apps = ["multidb"]
+    serialized_rollback = True
+
+    def test_only_multidb(self):
+        expect_clone(self, "default")
+        Item.objects.create(name="x")
+        self.assertEqual(Item.objects.filter(name="x").count(), 1)

@@ -38,6 +38,7 @@ class Failing(TransactionTestCase):
     mp_group = "failing"
 
     def test_fails(self):
+        Note.objects.count()  # a query for --debug-sql to show
         print("output of the failing test")
         sys.stderr.write("stderr of the failing test\n")
         self.assertEqual(1, 2, "one is not two")

@@ -1,0 +1,156 @@
+"""Helpers for end-to-end tests: run a whole suite in a subprocess.
+
+Every run has a time bound; on timeout the runner gets SIGTERM, then SIGKILL,
+and the test fails with what it printed. After every run we check that it
+left nothing behind: no process carrying its tag, no run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+E2E_PROJECT = ROOT / "tests" / "e2e_project"
+EXAMPLE_PROJECT = ROOT / "example_project"
+TIMEOUT = 240.0
+
+STATUS = re.compile(
+    r"^(?P<name>\S+) \((?P<id>[\w.]+)\)(?:\n[^\n]*?)? \.\.\. "
+    r"(?P<status>ok|FAIL|ERROR|skipped.*|expected failure|unexpected success)$",
+    re.MULTILINE,
+)
+RAN = re.compile(r"^Ran (\d+) tests? in", re.MULTILINE)
+
+
+@dataclass
+class Run:
+    args: list[str]
+    returncode: int
+    output: str
+
+    @property
+    def ran(self) -> int:
+        match = RAN.search(self.output)
+        if match is None:
+            raise AssertionError(f"no 'Ran N tests' line in:\n{self.output}")
+        return int(match.group(1))
+
+    @property
+    def summary(self) -> str:
+        """The last result line: OK / FAILED (...)."""
+        lines = [
+            line
+            for line in self.output.splitlines()
+            if line.startswith(("OK", "FAILED ("))
+        ]
+        return lines[-1] if lines else ""
+
+    def statuses(self) -> dict[str, str]:
+        """test id -> status, from -v 2 output."""
+        return {m["id"]: m["status"] for m in STATUS.finditer(self.output)}
+
+    def headers(self) -> list[str]:
+        """The ERROR:/FAIL: headers of the failure report, sorted."""
+        return sorted(
+            line
+            for line in self.output.splitlines()
+            if re.match(r"^(ERROR|FAIL|UNEXPECTED SUCCESS): ", line)
+        )
+
+
+def _tagged_pids(tag: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"E2E_RUN_TAG={tag}".encode() in environ:
+            pids.append(int(entry.name))
+    return pids
+
+
+def run(
+    args: list[str],
+    *,
+    cwd: Path = E2E_PROJECT,
+    env: dict[str, str] | None = None,
+    timeout: float = TIMEOUT,
+    check_clean: bool = True,
+) -> Run:
+    """Run ``python *args`` (or a full argv when args[0] is absolute)."""
+    tag = uuid.uuid4().hex
+    # A private TMPDIR: whatever the run leaves in it is the run's own.
+    tmpdir = Path(tempfile.mkdtemp(prefix="e2e-tmp-"))
+    argv = args if os.path.isabs(args[0]) else [sys.executable, *args]
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+        "E2E_RUN_TAG": tag,
+        "TMPDIR": str(tmpdir),
+        "PYTHONFAULTHANDLER": "1",
+        **(env or {}),
+    }
+    full_env.pop("CONCURRENT_RUNNER_WORKER", None)
+    process = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        raise AssertionError(
+            f"{argv} did not finish within {timeout}s; output:\n{output}"
+        ) from None
+    result = Run(argv, process.returncode, output)
+    try:
+        if check_clean:
+            assert_nothing_left(tag, tmpdir, result)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return result
+
+
+def assert_nothing_left(tag: str, tmpdir: Path, result: Run) -> None:
+    deadline = time.monotonic() + 10
+    while (pids := _tagged_pids(tag)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pids:
+        raise AssertionError(f"processes {pids} outlived {result.args}")
+    left = sorted(p.name for p in tmpdir.iterdir())
+    if left:
+        raise AssertionError(f"{result.args} left {left} in its TMPDIR")
+
+
+def manage(*args: str, **kwargs) -> Run:
+    return run(["manage.py", "test", "--noinput", *args], **kwargs)
+
+
+def example(*args: str, **kwargs) -> Run:
+    kwargs.setdefault("cwd", EXAMPLE_PROJECT)
+    return manage(*args, **kwargs)

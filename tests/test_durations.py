@@ -1,0 +1,232 @@
+"""concurrent_runner.durations: the durations file and the estimates made from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+from django.conf import settings
+from django.test import SimpleTestCase, override_settings
+
+from concurrent_runner import durations
+from concurrent_runner.groups import Strategy, Unit
+
+
+def free_unit(*classes: str) -> Unit:
+    return Unit(
+        key=classes[0], group=None, strategy=Strategy.FREE, classes=list(classes)
+    )
+
+
+def serial_unit(group: str, *classes: str) -> Unit:
+    return Unit(
+        key=f"group:{group}",
+        group=group,
+        strategy=Strategy.SERIAL,
+        classes=list(classes),
+    )
+
+
+class TempDirTestCase(SimpleTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.dir = Path(tempfile.mkdtemp(prefix="durations-test-"))
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.path = self.dir / "durations.json"
+
+    def write(self, content: object) -> None:
+        text = content if isinstance(content, str) else json.dumps(content)
+        self.path.write_text(text)
+
+    def files(self) -> list[str]:
+        return sorted(os.listdir(self.dir))
+
+
+class LoadTests(TempDirTestCase):
+    def test_missing_file(self) -> None:
+        self.assertEqual(durations.load(self.path), {})
+
+    def test_corrupt_json(self) -> None:
+        for text in ("", "{", "not json", '{"version": 1, "classes": {"a": 1}'):
+            with self.subTest(text=text):
+                self.write(text)
+                self.assertEqual(durations.load(self.path), {})
+
+    def test_wrong_version_or_shape(self) -> None:
+        for content in (
+            {"version": 2, "classes": {"a.B": 1.0}},
+            {"classes": {"a.B": 1.0}},
+            {"version": "1", "classes": {"a.B": 1.0}},
+            [1, 2, 3],
+            "a string",
+            {"version": 1, "classes": [["a.B", 1.0]]},
+            {"version": 1, "classes": "a.B"},
+        ):
+            with self.subTest(content=content):
+                self.write(content)
+                self.assertEqual(durations.load(self.path), {})
+
+    def test_valid(self) -> None:
+        self.write({"version": 1, "classes": {"a.B": 1.5, "a.C": 2}})
+        self.assertEqual(durations.load(self.path), {"a.B": 1.5, "a.C": 2.0})
+
+    def test_bad_values_are_dropped(self) -> None:
+        self.write(
+            {"version": 1, "classes": {"a.B": 1.5, "a.C": -1, "a.D": "x", "a.E": None}}
+        )
+        self.assertEqual(durations.load(self.path), {"a.B": 1.5})
+
+    def test_directory_is_ignored(self) -> None:
+        self.assertEqual(durations.load(self.dir), {})
+
+
+class SaveTests(TempDirTestCase):
+    def test_creates_file(self) -> None:
+        durations.save(self.path, {"a.B": 1.23456789, "a.A": 2.0})
+        data = json.loads(self.path.read_text())
+        self.assertEqual(data, {"version": 1, "classes": {"a.A": 2.0, "a.B": 1.2346}})
+        self.assertEqual(durations.load(self.path), {"a.A": 2.0, "a.B": 1.2346})
+
+    def test_merges_with_existing(self) -> None:
+        durations.save(self.path, {"a.A": 1.0, "a.B": 2.0})
+        durations.save(self.path, {"a.B": 5.0, "a.C": 3.0})
+        self.assertEqual(
+            durations.load(self.path), {"a.A": 1.0, "a.B": 5.0, "a.C": 3.0}
+        )
+
+    def test_replaces_corrupt_file(self) -> None:
+        self.write("{ broken")
+        durations.save(self.path, {"a.A": 1.0})
+        self.assertEqual(durations.load(self.path), {"a.A": 1.0})
+
+    def test_nothing_measured_writes_nothing(self) -> None:
+        durations.save(self.path, {})
+        self.assertEqual(self.files(), [])
+
+    def test_atomic_via_temp_file_and_replace(self) -> None:
+        durations.save(self.path, {"a.A": 1.0})
+        with mock.patch.object(durations.os, "replace", wraps=os.replace) as replace:
+            durations.save(self.path, {"a.B": 2.0})
+        replace.assert_called_once()
+        source, target = replace.call_args.args
+        self.assertEqual(Path(target), self.path)
+        # The temp file sits beside the target (same filesystem: an atomic
+        # rename) and is gone afterwards.
+        self.assertEqual(Path(source).parent, self.dir)
+        self.assertNotEqual(Path(source), self.path)
+        self.assertEqual(self.files(), ["durations.json"])
+        self.assertEqual(durations.load(self.path), {"a.A": 1.0, "a.B": 2.0})
+
+    def test_failed_replace_keeps_old_file_and_leaves_no_temp(self) -> None:
+        durations.save(self.path, {"a.A": 1.0})
+        with mock.patch.object(
+            durations.os, "replace", side_effect=PermissionError(13, "denied")
+        ):
+            durations.save(self.path, {"a.A": 9.0})
+        self.assertEqual(durations.load(self.path), {"a.A": 1.0})
+        self.assertEqual(self.files(), ["durations.json"])
+
+    def test_read_only_directory_does_not_raise(self) -> None:
+        durations.save(self.path, {"a.A": 1.0})
+        os.chmod(self.dir, stat.S_IRUSR | stat.S_IXUSR)
+        self.addCleanup(os.chmod, self.dir, stat.S_IRWXU)
+        with mock.patch.object(
+            durations.tempfile, "mkstemp", wraps=tempfile.mkstemp
+        ) as mk:
+            if os.access(self.dir, os.W_OK):
+                # Root ignores the mode bits; fail the way a read-only
+                # directory makes mkstemp fail.
+                mk.side_effect = PermissionError(13, "Permission denied")
+            durations.save(self.path, {"a.A": 9.0, "a.B": 2.0})
+        mk.assert_called_once()
+        self.assertEqual(durations.load(self.path), {"a.A": 1.0})
+        self.assertEqual(self.files(), ["durations.json"])
+
+    def test_missing_directory_does_not_raise(self) -> None:
+        path = self.dir / "nowhere" / "durations.json"
+        durations.save(path, {"a.A": 1.0})
+        self.assertFalse(path.exists())
+
+    def test_a_directory_at_the_path_is_left_alone(self) -> None:
+        target = self.dir / "adir"
+        target.mkdir()
+        durations.save(target, {"a.A": 1.0})
+        self.assertTrue(target.is_dir())
+        self.assertEqual(self.files(), ["adir"])
+
+    def test_devnull_is_never_replaced(self) -> None:
+        # Through a symlink, so that a regression replaces the link, never
+        # the real device.
+        link = self.dir / "null"
+        link.symlink_to(os.devnull)
+        durations.save(link, {"a.A": 1.0})
+        self.assertTrue(link.is_symlink())
+        self.assertEqual(os.readlink(link), os.devnull)
+        self.assertEqual(self.files(), ["null"])
+        self.assertEqual(durations.load(link), {})
+
+
+class EstimateTests(SimpleTestCase):
+    def test_no_history_counts_tests(self) -> None:
+        units = [free_unit("a.A"), serial_unit("g", "a.B", "a.C"), free_unit("a.D")]
+        counts = {"a.A": 3, "a.B": 2, "a.C": 5, "a.D": 1}
+        self.assertEqual(durations.estimate(units, counts, {}), [3.0, 7.0, 1.0])
+
+    def test_full_history_uses_recorded_times(self) -> None:
+        units = [free_unit("a.A"), serial_unit("g", "a.B", "a.C")]
+        counts = {"a.A": 3, "a.B": 2, "a.C": 5}
+        history = {"a.A": 0.5, "a.B": 4.0, "a.C": 1.0, "other.X": 100.0}
+        self.assertEqual(durations.estimate(units, counts, history), [0.5, 5.0])
+
+    def test_partial_history_scales_unknown_classes(self) -> None:
+        units = [
+            free_unit("a.Known"),
+            free_unit("a.New"),
+            serial_unit("g", "a.K2", "a.N2"),
+        ]
+        counts = {"a.Known": 4, "a.New": 3, "a.K2": 1, "a.N2": 2}
+        # 10 s for 5 known tests: 2 s per test. Classes not in this run
+        # (other.X) do not count towards the mean.
+        history = {"a.Known": 6.0, "a.K2": 4.0, "other.X": 1000.0}
+        self.assertEqual(
+            durations.estimate(units, counts, history), [6.0, 6.0, 4.0 + 4.0]
+        )
+
+    def test_zero_history_falls_back_to_test_counts(self) -> None:
+        units = [free_unit("a.Known"), free_unit("a.New")]
+        counts = {"a.Known": 2, "a.New": 3}
+        self.assertEqual(
+            durations.estimate(units, counts, {"a.Known": 0.0}), [0.0, 3.0]
+        )
+
+    def test_no_units(self) -> None:
+        self.assertEqual(durations.estimate([], {}, {"a.A": 1.0}), [])
+
+
+class DurationsPathTests(SimpleTestCase):
+    def test_setting(self) -> None:
+        with override_settings(CONCURRENT_RUNNER_DURATIONS_FILE="/x/y/times.json"):
+            self.assertEqual(durations.durations_path(), Path("/x/y/times.json"))
+        with override_settings(CONCURRENT_RUNNER_DURATIONS_FILE=Path("rel.json")):
+            self.assertEqual(durations.durations_path(), Path("rel.json"))
+
+    def test_default_is_in_the_working_directory(self) -> None:
+        tmp = Path(tempfile.mkdtemp(prefix="durations-cwd-")).resolve()
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(tmp)
+        expected = tmp / ".concurrent_runner_durations.json"
+        with override_settings():
+            # Unset, as in a project that never heard of it.
+            if hasattr(settings, "CONCURRENT_RUNNER_DURATIONS_FILE"):
+                del settings.CONCURRENT_RUNNER_DURATIONS_FILE
+            self.assertFalse(hasattr(settings, "CONCURRENT_RUNNER_DURATIONS_FILE"))
+            self.assertEqual(durations.durations_path(), expected)
+        for empty in (None, ""):
+            with override_settings(CONCURRENT_RUNNER_DURATIONS_FILE=empty):
+                self.assertEqual(durations.durations_path(), expected)

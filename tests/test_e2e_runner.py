@@ -1,0 +1,324 @@
+"""End-to-end: whole suites of the e2e project run in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from django.db import connection
+from django.test import SimpleTestCase
+
+from .e2e import E2E_PROJECT, manage, run
+
+PARALLEL = ("--parallel-groups", "2")
+
+
+class ReplayTests(SimpleTestCase):
+    """Every kind of outcome comes back from workers as it does serially."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.serial = manage("outcomes", "-v", "2")
+        cls.parallel = manage("outcomes", "-v", "2", "--parallel-groups", "3")
+
+    def test_same_outcomes_and_exit_code(self):
+        self.assertEqual(self.serial.returncode, 1, self.serial.output)
+        self.assertEqual(self.parallel.returncode, 1, self.parallel.output)
+        self.assertEqual(
+            self.serial.summary,
+            "FAILED (failures=3, errors=3, skipped=1, expected failures=1, "
+            "unexpected successes=1)",
+        )
+        self.assertEqual(self.parallel.summary, self.serial.summary)
+        self.assertEqual(self.parallel.ran, self.serial.ran)
+        self.assertEqual(self.parallel.headers(), self.serial.headers())
+        self.assertEqual(self.parallel.statuses(), self.serial.statuses())
+
+    def test_tracebacks_come_back_whole(self):
+        out = self.parallel.output
+        self.assertIn('raise ValueError("boom")', out)
+        self.assertIn("ValueError: boom", out)
+        self.assertIn("AssertionError: 1 != 2 : one is not two", out)
+        self.assertIn("ERROR: setUpClass (outcomes.tests.BrokenSetUpClass)", out)
+        self.assertIn('raise RuntimeError("setUpClass broke")', out)
+        self.assertIn("(i=2)", out)
+        # unittest's own frames are dropped, as they are serially.
+        self.assertNotIn("testPartExecutor", out)
+
+    def test_unpicklable_exception_is_reported_not_fatal(self):
+        out = self.parallel.output
+        self.assertIn("outcomes.tests.Unpicklable raised by test_unpicklable", out)
+        self.assertIn('raise Unpicklable("cannot travel")', out)
+
+    def test_doctests_from_load_tests_run(self):
+        self.assertIn("Doctest: outcomes.doctested.double ... ok", self.parallel.output)
+
+    def test_printed_output_stays_with_its_test(self):
+        out = self.parallel.output
+        self.assertEqual(out.count("printed by test_prints"), 1)
+        self.assertRegex(
+            out, r"test_prints \(outcomes\.tests\.Passing\.test_prints\) \.\.\. "
+            r"printed by test_prints\nok"
+        )  # fmt: skip
+        self.assertRegex(
+            out,
+            r"test_fails \(outcomes\.tests\.Failing\.test_fails\) \.\.\. "
+            r"output of the failing test\nstderr of the failing test\nFAIL",
+        )
+
+    def test_buffer_discards_passing_output_and_keeps_failing(self):
+        buffered = manage("outcomes", "--buffer", *PARALLEL)
+        self.assertEqual(buffered.returncode, 1)
+        self.assertNotIn("printed by test_prints", buffered.output)
+        self.assertIn("Stdout:\noutput of the failing test", buffered.output)
+        self.assertIn("Stderr:\nstderr of the failing test", buffered.output)
+
+
+class InProcessTests(SimpleTestCase):
+    def test_without_the_flag_it_is_discover_runner(self):
+        ours = manage("outcomes", "-v", "2")
+        django = manage(
+            "outcomes", "-v", "2", "--testrunner", "django.test.runner.DiscoverRunner"
+        )
+        self.assertEqual(ours.returncode, django.returncode)
+        self.assertEqual(ours.summary, django.summary)
+        self.assertEqual(ours.headers(), django.headers())
+        self.assertEqual(list(ours.statuses().items()), list(django.statuses().items()))
+        self.assertNotIn("worker processes", ours.output)
+
+    def test_in_memory_sqlite_becomes_a_file(self):
+        if connection.vendor != "sqlite":
+            self.skipTest("only SQLite has in-memory test databases")
+        out = manage("outcomes.tests.Passing", "-v", "2").output
+        self.assertRegex(
+            out,
+            r"Creating test database for alias 'default' \('.*test_default\.sqlite3'\)",
+        )
+
+    def test_parallel_groups_one_runs_in_process(self):
+        result = manage("multidb", "--parallel-groups", "1")
+        self.assertEqual(result.returncode, 0, result.output)
+        self.assertNotIn("worker processes", result.output)
+
+
+class InvocationTests(SimpleTestCase):
+    """The three ways a Django project starts its tests."""
+
+    env = {"EXPECT_CLONES": "1"}
+
+    def assert_parallel_ok(self, result, tests=6):
+        self.assertEqual(result.returncode, 0, result.output)
+        self.assertIn("on 2 worker processes", result.output)
+        self.assertEqual(result.ran, tests)
+
+    def test_manage_py(self):
+        self.assert_parallel_ok(manage("multidb", *PARALLEL, env=self.env))
+
+    def test_python_m_django_with_settings(self):
+        result = run(
+            ["-m", "django", "test", "--noinput", "multidb", *PARALLEL,
+             "--settings=e2e_settings", "--pythonpath", str(E2E_PROJECT)],
+            env=self.env,
+        )  # fmt: skip
+        self.assert_parallel_ok(result)
+
+    def test_django_admin_with_settings(self):
+        django_admin = Path(sys.executable).parent / "django-admin"
+        if not django_admin.exists():
+            self.skipTest(f"no django-admin beside {sys.executable}")
+        result = run(
+            [str(django_admin), "test", "--noinput", "multidb", *PARALLEL,
+             "--settings=e2e_settings", "--pythonpath", str(E2E_PROJECT)],
+            env=self.env,
+        )  # fmt: skip
+        self.assert_parallel_ok(result)
+
+    def test_runtests_script_that_configures_settings(self):
+        result = run(["configured.py", "multidb"], env=self.env)
+        self.assertEqual(result.returncode, 0, result.output)
+        self.assertIn("configured.py: first=0 second=0", result.output)
+        self.assertIn("on 2 worker processes", result.output)
+        self.assertEqual(len(re.findall(r"^Ran \d+ tests?", result.output, re.M)), 2)
+
+
+class BadGroupTests(SimpleTestCase):
+    def assert_rejected(self, label, *fragments):
+        for args in ((), PARALLEL):
+            result = manage(f"badgroups.{label}", *args)
+            self.assertEqual(result.returncode, 1, result.output)
+            self.assertIn("ConfigurationError:", result.output)
+            for fragment in fragments:
+                self.assertIn(fragment, result.output)
+            self.assertNotIn("ran despite", result.output)
+            self.assertNotRegex(result.output, r"Ran \d+ test")
+
+    def test_unknown_strategy(self):
+        self.assert_rejected(
+            "unknown_strategy",
+            "badgroups.unknown_strategy.Sometimes",
+            "'sometimes'",
+            "'payments'",
+            "'free', 'serial', 'isolated_free', 'isolated_serial'",
+        )
+
+    def test_conflicting_strategies(self):
+        self.assert_rejected(
+            "conflict",
+            "badgroups.conflict.First",
+            "badgroups.conflict.Second",
+            "'serial'",
+            "'isolated_free'",
+        )
+
+    def test_malformed_value(self):
+        self.assert_rejected(
+            "malformed",
+            "badgroups.malformed.Malformed",
+            "('payments', 'serial', 'extra')",
+            "'isolated_serial'",
+        )
+
+
+class FlagTests(SimpleTestCase):
+    """Django's own test flags keep working with --parallel-groups."""
+
+    def test_k_selects_by_name(self):
+        k = ("-k", "test_write", "-k", "test_errors")
+        serial = manage("outcomes", *k)
+        result = manage("outcomes", *k, *PARALLEL)
+        # -k filters methods; the doctests load_tests adds stay, as serially.
+        self.assertEqual(result.ran, 3, result.output)
+        self.assertEqual(result.ran, serial.ran)
+        self.assertEqual(result.summary, "FAILED (errors=1)")
+
+    def test_tag_and_exclude_tag(self):
+        tagged = manage("multidb", "--tag", "all", *PARALLEL, "-v", "2")
+        self.assertEqual(tagged.returncode, 0, tagged.output)
+        self.assertEqual(tagged.ran, 3)
+        self.assertTrue(all("AllDatabases" in t for t in tagged.statuses()))
+        excluded = manage("multidb", "--exclude-tag", "all", *PARALLEL, "-v", "2")
+        self.assertEqual(excluded.ran, 3)
+        self.assertFalse(any("AllDatabases" in t for t in excluded.statuses()))
+
+    def test_failfast_stops_every_worker(self):
+        full = manage("stopping", *PARALLEL)
+        self.assertEqual(full.ran, 22, full.output)
+        stopped = manage("stopping", "--failfast", *PARALLEL)
+        self.assertEqual(stopped.returncode, 1, stopped.output)
+        self.assertIn("first failure", stopped.output)
+        self.assertLessEqual(stopped.ran, 4, stopped.output)
+
+    def test_reverse(self):
+        result = manage("outcomes", "--reverse", "-v", "2", *PARALLEL)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.ran, 10)
+        self.assertIn("Phase 1", result.output)
+
+    def test_shuffle_seed_gives_the_same_plan(self):
+        def plan(result):
+            return [
+                line
+                for line in result.output.splitlines()
+                if (line.startswith(("Phase", "  ")) and "estimate" in line)
+                or line.startswith("Phase")
+            ]
+
+        first = manage("outcomes", "--shuffle", "1234", "-v", "2", *PARALLEL)
+        second = manage("outcomes", "--shuffle", "1234", "-v", "2", *PARALLEL)
+        self.assertIn("Used shuffle seed: 1234", first.output)
+        self.assertTrue(plan(first))
+        self.assertEqual(plan(first), plan(second))
+        self.assertEqual(first.statuses(), second.statuses())
+
+    def test_timing(self):
+        result = manage("multidb", "--timing", *PARALLEL)
+        self.assertEqual(result.returncode, 0, result.output)
+        self.assertIn("Total database setup took", result.output)
+        self.assertIn("Total run took", result.output)
+
+    def test_durations(self):
+        if sys.version_info < (3, 12):
+            self.skipTest("Django offers --durations on Python 3.12+ only")
+        result = manage("stopping", "--durations", "3", *PARALLEL)
+        self.assertIn("Slowest test durations", result.output)
+        self.assertIn("stopping.tests.Slow", result.output)
+
+    def test_debug_sql_shows_the_workers_queries(self):
+        result = manage("outcomes.tests.Failing", "outcomes.tests.Passing",
+                        "--debug-sql", *PARALLEL)  # fmt: skip
+        self.assertEqual(result.returncode, 1)
+        report = result.output.split("FAIL: test_fails", 1)[1]
+        self.assertIn('SELECT COUNT(*) AS "__count"', report.replace("`", '"'))
+
+    def test_verbosity_levels(self):
+        quiet = manage("multidb", "-v", "0", *PARALLEL)
+        self.assertEqual(quiet.returncode, 0, quiet.output)
+        self.assertNotIn("Found", quiet.output)
+        self.assertNotIn("worker processes", quiet.output)
+        loud = manage("multidb", "-v", "3", *PARALLEL)
+        self.assertEqual(loud.returncode, 0, loud.output)
+        self.assertIn("... ok", loud.output)
+
+    def test_pdb_and_parallel_are_refused_with_advice(self):
+        pdb = manage("multidb", "--pdb", *PARALLEL)
+        self.assertEqual(pdb.returncode, 1)
+        self.assertIn("You cannot use --pdb with --parallel-groups", pdb.output)
+        both = manage("multidb", "--parallel", "2", *PARALLEL)
+        self.assertEqual(both.returncode, 1)
+        self.assertIn("drop --parallel and keep --parallel-groups", both.output)
+
+    def test_bad_parallel_groups_value(self):
+        result = manage("multidb", "--parallel-groups", "many")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(
+            "'many' is not a positive integer or the string 'auto'", result.output
+        )
+
+    def test_durations_file_is_written_and_read(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "durations.json"
+            env = {"DURATIONS_FILE": str(path)}
+            manage("stopping", *PARALLEL, env=env)
+            data = json.loads(path.read_text())
+            self.assertEqual(data["version"], 1)
+            self.assertGreater(data["classes"]["stopping.tests.SlowOne"], 1.0)
+            self.assertLess(data["classes"]["stopping.tests.AFailsFirst"], 1.0)
+            # Recorded times now outrank the test counts: AFailsFirst (4 tests,
+            # fast) no longer goes first.
+            second = manage("stopping", "-v", "2", *PARALLEL, env=env)
+            first_unit = re.search(r"^Phase 1.*\n  (\S+)", second.output, re.M)
+            self.assertIsNotNone(first_unit, second.output)
+            self.assertNotEqual(first_unit.group(1), "stopping.tests.AFailsFirst")
+
+
+class KeepdbTests(SimpleTestCase):
+    databases = {"default"}  # to list the server's databases
+
+    def clones(self) -> set[str]:
+        vendor = connection.vendor
+        with connection.cursor() as cursor:
+            if vendor == "postgresql":
+                cursor.execute("SELECT datname FROM pg_database")
+            elif vendor == "mysql":
+                cursor.execute("SHOW DATABASES")
+            else:
+                return {p.name for p in E2E_PROJECT.glob("*_[0-9]*.sqlite3")}
+            names = {row[0] for row in cursor.fetchall()}
+        return {n for n in names if re.fullmatch(r"test_e2e(_other)?_\d+", n)}
+
+    def test_keepdb_keeps_the_database_and_never_a_clone(self):
+        env = {"EXPECT_CLONES": "1"}
+        try:
+            for _ in range(2):
+                result = manage("multidb", "--keepdb", *PARALLEL, env=env)
+                self.assertEqual(result.returncode, 0, result.output)
+                self.assertEqual(self.clones(), set())
+            if connection.vendor != "sqlite":
+                self.assertIn("Using existing test database", result.output)
+        finally:
+            manage("multidb", *PARALLEL, env=env)  # and drop it
+        self.assertEqual(self.clones(), set())
