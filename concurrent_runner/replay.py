@@ -87,6 +87,11 @@ def _outside_a_test(result: unittest.TestResult) -> Iterator[None]:
     With ``--buffer`` the result formats an error by reading
     ``sys.stdout.getvalue()``, which only its own buffer has.
     """
+    # Every replayed test ends its line, but TextTestResult does not always
+    # note it (3.11's addUnexpectedSuccess) and would then print a bare
+    # status without the fixture's description.
+    if getattr(result, "_newline", None) is False:
+        result._newline = True  # type: ignore[attr-defined]
     buffered = hasattr(result, "_setupStdout") and hasattr(result, "_restoreStdout")
     if buffered:
         result._setupStdout()  # type: ignore[attr-defined]

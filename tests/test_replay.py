@@ -378,3 +378,18 @@ class DebugSQLTests(unittest.TestCase):
         replay_test(result, make_test(), record(p.Success(), sql="SELECT 2"))
         self.assertTrue(result.wasSuccessful())
         self.assertNotIn("SELECT 2", stream.getvalue())
+
+
+class FixtureAfterUnexpectedSuccessTests(unittest.TestCase):
+    """3.11's addUnexpectedSuccess leaves _newline False; a fixture error
+    replayed next must still print its description, not a bare status."""
+
+    def test_fixture_line_keeps_its_description(self) -> None:
+        result, stream = text_result(verbosity=2)
+        replay_test(result, make_test(), record(p.UnexpectedSuccess()))
+        replay_fixture(
+            result, "setUpClass (fake.mod.Broken)", p.Error(exc_info(ValueError("x")))
+        )
+        lines = stream.getvalue().splitlines()
+        self.assertIn("setUpClass (fake.mod.Broken) ... ERROR", lines)
+        self.assertNotIn("ERROR", lines)
