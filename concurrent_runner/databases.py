@@ -10,11 +10,14 @@ under ``--keepdb``, so no stale clone outlives a run.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from django.db import connections
+
+DROP_ATTEMPTS = 5
 
 
 def _is_in_memory_sqlite(alias: str) -> bool:
@@ -79,16 +82,49 @@ def clone_all(old_config: list, slots: int, verbosity: int) -> None:
             creation.clone_test_db(suffix=str(slot), verbosity=verbosity, keepdb=False)
 
 
-def destroy_clones(old_config: list, slots: int, verbosity: int) -> list[str]:
-    """Destroy every clone; try them all, and return what could not go."""
+def destroy_clones(
+    old_config: list, slots: int, verbosity: int, attempts: int = DROP_ATTEMPTS
+) -> list[str]:
+    """Destroy every clone; try them all, and return what could not go.
+
+    A server may take a moment to notice that a killed worker's connection
+    is gone (PostgreSQL refuses to drop a database still in use), so each
+    drop is retried briefly.
+    """
     problems = []
     for alias in primaries(old_config):
         creation = connections[alias].creation
         for slot in range(1, slots + 1):
-            try:
-                creation.destroy_test_db(
-                    suffix=str(slot), verbosity=verbosity, keepdb=False
-                )
-            except Exception as exc:
-                problems.append(f"clone {slot} of {alias!r}: {exc}")
+            for attempt in range(attempts):
+                try:
+                    creation.destroy_test_db(
+                        suffix=str(slot), verbosity=verbosity, keepdb=False
+                    )
+                    break
+                except Exception as exc:
+                    if attempt == attempts - 1:
+                        problems.append(f"clone {slot} of {alias!r}: {exc}")
+                    else:
+                        time.sleep(0.5)
     return problems
+
+
+def created_so_far(names_before: dict[str, Any]) -> list[tuple[Any, str, bool]]:
+    """An ``old_config`` for a setup that was interrupted half way.
+
+    ``create_test_db`` switches an alias to its test NAME before it creates
+    and migrates the database, so an alias whose NAME changed may have one.
+    """
+    config = []
+    seen = set()
+    for alias, old_name in names_before.items():
+        connection = connections[alias]
+        name = connection.settings_dict["NAME"]
+        if (
+            name != old_name
+            and name not in seen
+            and not connection.settings_dict.get("TEST", {}).get("MIRROR")
+        ):
+            seen.add(name)
+            config.append((connection, old_name, True))
+    return config

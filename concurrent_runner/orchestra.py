@@ -8,7 +8,11 @@ worker as soon as it is idle and the plan allows it.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing.connection
+import signal
+import sys
+import threading
 import time
 import unittest
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +44,7 @@ class GroupedParallelSuite(unittest.TestSuite):
         *,
         spawn: Callable[[int, int], WorkerProcess],
         log: Callable[[str], None],
+        group_timeout: float | None = None,
     ) -> None:
         super().__init__()
         self.tests = list(tests)
@@ -50,8 +55,10 @@ class GroupedParallelSuite(unittest.TestSuite):
         self.workers: dict[int, WorkerProcess] = {}
         self.configs: dict[int, p.Configure] = {}
         self.generations: dict[int, int] = {}
+        self.group_timeout = group_timeout
         self.measured: dict[str, float] = {}
         self.remaining: dict[int, list[int]] = {}
+        self.interrupted: str | None = None  # the signal's name
 
     # TestSuite protocol: the runner counts and inspects these tests.
     def __iter__(self) -> Iterator[unittest.TestCase]:
@@ -96,29 +103,83 @@ class GroupedParallelSuite(unittest.TestSuite):
         self.remaining = {i: list(u.indices) for i, u in enumerate(self.units)}
         dispatcher = Dispatcher(self.plan)
         stopping_since: float | None = None
-        try:
-            while not dispatcher.done or self._busy():
-                if result.shouldStop and stopping_since is None:
-                    stopping_since = time.monotonic()
-                    dispatcher.cancel()
-                    for worker in self._busy():
-                        worker.send(p.Stop())
-                if stopping_since is not None and (
-                    not self._busy() or time.monotonic() - stopping_since > STOP_GRACE
-                ):
-                    break
-                self._dispatch(dispatcher, result)
-                self._pump(dispatcher, result)
-        finally:
-            self.shutdown()
+        with self._interruptible(result):
+            try:
+                while not dispatcher.done or self._busy():
+                    if self.interrupted:
+                        self._interrupt(result)
+                        break
+                    if result.shouldStop and stopping_since is None:
+                        # failfast: let the tests in flight finish, briefly.
+                        stopping_since = time.monotonic()
+                        dispatcher.cancel()
+                        for worker in self._busy():
+                            worker.send(p.Stop())
+                    if stopping_since is not None and (
+                        not self._busy()
+                        or time.monotonic() - stopping_since > STOP_GRACE
+                    ):
+                        break
+                    self._dispatch(dispatcher, result)
+                    self._pump(dispatcher, result)
+            except KeyboardInterrupt:
+                # A second Ctrl-C: no more grace for anyone.
+                for worker in self.workers.values():
+                    worker.terminate(grace=0)
+                self.workers.clear()
+                raise
+            finally:
+                self.shutdown()
         return result
+
+    @contextlib.contextmanager
+    def _interruptible(self, result: unittest.TestResult) -> Iterator[None]:
+        """First Ctrl-C or SIGTERM: stop the workers now and report what
+        finished. A second one raises KeyboardInterrupt at once; the
+        ``finally`` blocks still reap every worker and drop the clones."""
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = signal.Signals(signum).name
+            result.stop()
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _interrupt(self, result: unittest.TestResult) -> None:
+        print(
+            f"\nInterrupted: stopping {len(self._busy())} busy worker(s). Tests "
+            f"that had finished are reported below.",
+            file=sys.stderr,
+            flush=True,
+        )
+        for worker in self.workers.values():
+            worker.terminate()
+        self.workers.clear()
+        not_run = sum(len(indices) for indices in self.remaining.values())
+        # An interrupted run must not pass (unittest would say OK).
+        report_unit_crash(
+            result,
+            f"run interrupted by {self.interrupted}",
+            f"was stopped with {not_run} test(s) not run.",
+        )
 
     def _busy(self) -> list[WorkerProcess]:
         return [w for w in self.workers.values() if w.unit is not None]
 
     def _dispatch(self, dispatcher: Dispatcher, result: unittest.TestResult) -> None:
         for worker in self.workers.values():
-            if not worker.ready or worker.unit is not None:
+            if not worker.ready or worker.retiring or worker.unit is not None:
                 continue
             unit = dispatcher.next_unit()
             if unit is None:
@@ -127,17 +188,27 @@ class GroupedParallelSuite(unittest.TestSuite):
             missing = [i for i in indices if i not in worker.index_map]
             for index in missing:
                 report_crash(
-                    result,
-                    self.tests[index],
-                    "could not find this test (it is not in the worker's suite;"
-                    " does its module import differently there?)",
+                    result, self.tests[index], self._why_missing(worker, index)
                 )
             worker.unit = unit
+            worker.unit_started = time.monotonic()
             worker.send(
                 p.RunUnit(
                     unit, [worker.index_map[i] for i in indices if i not in missing]
                 )
             )
+
+    def _why_missing(self, worker: WorkerProcess, index: int) -> str:
+        test_id = self.tests[index].id()
+        for module, error in worker.import_errors.items():
+            if test_id.startswith(module + "."):
+                return (
+                    f"could not run it: its module failed to import there.\n\n{error}"
+                )
+        return (
+            "could not find this test: the worker's suite does not have it "
+            "(does its module load differently in a child process?)."
+        )
 
     def _pump(self, dispatcher: Dispatcher, result: unittest.TestResult) -> None:
         by_conn = {w.conn: w for w in self.workers.values()}
@@ -154,6 +225,12 @@ class GroupedParallelSuite(unittest.TestSuite):
                     exited = True
             if exited:
                 self._lost(worker, dispatcher, result)
+            elif (
+                self.group_timeout is not None
+                and worker.unit is not None
+                and now - worker.unit_started > self.group_timeout
+            ):
+                self._time_out(worker, dispatcher, result)
             elif not worker.ready and now - worker.started_at > STARTUP_TIMEOUT:
                 worker.terminate()
                 self._startup_failed(
@@ -168,7 +245,8 @@ class GroupedParallelSuite(unittest.TestSuite):
         result: unittest.TestResult,
     ) -> None:
         match message:
-            case p.Hello(test_ids=ids):
+            case p.Hello(test_ids=ids, import_errors=errors):
+                worker.import_errors = errors
                 self._greet(worker, ids)
             case p.TestStarted(index=index):
                 worker.in_flight = worker.reverse_map[index]
@@ -181,11 +259,16 @@ class GroupedParallelSuite(unittest.TestSuite):
                 replay_test(result, self.tests[index], record)
             case p.FixtureOutcome(description=description, outcome=outcome):
                 replay_fixture(result, description, outcome)
-            case p.UnitDone(unit=unit, class_durations=durations):
+            case p.UnitDone(unit=unit, class_durations=durations, abandoned=False):
                 self.measured.update(durations)
                 self.remaining[unit] = []
                 worker.unit = None
                 dispatcher.finished(unit)
+            case p.UnitDone(unit=unit, retry=retry):
+                # The worker is exiting; _lost starts its replacement.
+                worker.unit = None
+                worker.retiring = True
+                self._give_back(unit, retry, dispatcher, result)
             case _:
                 raise TypeError(f"unexpected message from worker: {message!r}")
 
@@ -198,9 +281,11 @@ class GroupedParallelSuite(unittest.TestSuite):
             positions: dict[str, list[int]] = {}
             for i, test_id in enumerate(ids):
                 positions.setdefault(test_id, []).append(i)
-            for i, test_id in enumerate(expected):
-                if positions.get(test_id):
-                    worker.index_map[i] = positions[test_id].pop(0)
+            worker.index_map = {
+                i: positions[test_id].pop(0)
+                for i, test_id in enumerate(expected)
+                if positions.get(test_id)
+            }
         worker.reverse_map = {w: i for i, w in worker.index_map.items()}
         worker.ready = True
 
@@ -209,11 +294,12 @@ class GroupedParallelSuite(unittest.TestSuite):
         worker: WorkerProcess,
         dispatcher: Dispatcher,
         result: unittest.TestResult,
+        how: str | None = None,
     ) -> None:
         """A worker's pipe closed: account for its unit, start a replacement."""
         if self.workers.get(worker.slot) is not worker:
             return
-        how = worker.how_it_ended()
+        how = how or worker.how_it_ended()
         worker.terminate()
         del self.workers[worker.slot]
         if not worker.ready:
@@ -223,36 +309,71 @@ class GroupedParallelSuite(unittest.TestSuite):
             if not dispatcher.done and not result.shouldStop:
                 self._start(worker.slot)
             return
-        unit_label = self.units[unit].label
-        remaining = self.remaining[unit]
         if worker.in_flight is not None:
             index = worker.in_flight
-            if index in remaining:
-                remaining.remove(index)
+            if index in self.remaining[unit]:
+                self.remaining[unit].remove(index)
             report_crash(result, self.tests[index], self._death_note(worker, how))
-            # The rest of the unit goes to the replacement, on the same clone.
-            if remaining and not result.shouldStop:
-                dispatcher.requeue(unit)
-            else:
-                dispatcher.finished(unit)
-        else:
-            # Died outside any test (a class or module fixture): running the
-            # unit again would most likely die the same way.
-            if remaining:
-                report_unit_crash(
-                    result,
-                    f"{unit_label}: {len(remaining)} test(s) not run",
-                    self._death_note(worker, how),
-                )
-            remaining.clear()
-            dispatcher.finished(unit)
+        # After a death inside a test, the rest of the unit goes to the
+        # replacement (same slot, same clone). A death outside any test (a
+        # class or module fixture) would most likely happen again.
+        retry = worker.in_flight is not None
+        self._give_back(unit, retry, dispatcher, result, how=how, worker=worker)
         if not result.shouldStop and not dispatcher.done:
             self._start(worker.slot)
 
+    def _give_back(
+        self,
+        unit: int,
+        retry: bool,
+        dispatcher: Dispatcher,
+        result: unittest.TestResult,
+        *,
+        how: str = "gave up on it.",
+        worker: WorkerProcess | None = None,
+    ) -> None:
+        """A unit ended early: run the rest elsewhere, or report it not run."""
+        remaining = self.remaining[unit]
+        if remaining and retry and not result.shouldStop:
+            dispatcher.requeue(unit)
+            return
+        if remaining and not retry:
+            note = self._death_note(worker, how) if worker else how
+            report_unit_crash(
+                result,
+                f"{self.units[unit].label}: {len(remaining)} test(s) not run",
+                note,
+            )
+        remaining.clear()
+        dispatcher.finished(unit)
+
+    def _time_out(
+        self,
+        worker: WorkerProcess,
+        dispatcher: Dispatcher,
+        result: unittest.TestResult,
+    ) -> None:
+        """--group-timeout: show where the worker is, end it, move on."""
+        stacks = worker.dump_stacks()
+        worker.terminate()
+        with contextlib.suppress(EOFError, OSError):
+            while worker.conn.poll():
+                self._handle(worker, worker.conn.recv(), dispatcher, result)
+        how = (
+            f"was stopped: its unit ran longer than --group-timeout "
+            f"({self.group_timeout:g}s)"
+        )
+        if stacks:
+            how += f". Where it was:\n\n{stacks.rstrip()}"
+        self._lost(worker, dispatcher, result, how=how)
+
     @staticmethod
     def _death_note(worker: WorkerProcess, how: str) -> str:
+        """``how`` the worker ended, as a sentence, with its last output."""
+        if "Where it was:" in how:
+            return how
         tail = worker.log_tail()
-        return f"{how}" + (f"\n\nLast output of the worker:\n{tail}" if tail else "")
+        return f"{how}." + (f"\n\nLast output of the worker:\n{tail}" if tail else "")
 
     def _startup_failed(self, worker: WorkerProcess, how: str) -> None:
         raise WorkerStartupError(

@@ -44,7 +44,10 @@ class WorkerProcess:
     ) -> None:
         self.slot = slot
         self.conn, child_sock = p.channel_pair()
-        spec = WorkerSpec(child_sock.fileno(), slot, run, shuffle_seed)
+        self.stack_path = rundir / f"worker-{slot}.{generation}.stack"
+        spec = WorkerSpec(
+            child_sock.fileno(), slot, run, shuffle_seed, str(self.stack_path)
+        )
         env = {**os.environ, p.WORKER_ENV: spec.dumps()}
         self.log_path = rundir / f"worker-{slot}.{generation}.log"
         try:
@@ -64,10 +67,13 @@ class WorkerProcess:
             child_sock.close()
         self.started_at = time.monotonic()
         self.ready = False  # said hello
+        self.retiring = False  # gave up a unit and is exiting; give it nothing
         self.index_map: dict[int, int] = {}  # parent index -> worker index
         self.reverse_map: dict[int, int] = {}
         self.unit: int | None = None
+        self.unit_started = 0.0
         self.in_flight: int | None = None  # parent index of the running test
+        self.import_errors: dict[str, str] = {}
 
     @property
     def pid(self) -> int:
@@ -98,6 +104,22 @@ class WorkerProcess:
         except OSError:
             return ""
         return "\n".join(text.rstrip().splitlines()[-lines:])
+
+    def dump_stacks(self, timeout: float = 2.0) -> str:
+        """Ask the worker where it is (faulthandler, SIGUSR1); return the dump."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            with contextlib.suppress(OSError):
+                text = self.stack_path.read_text(errors="replace")
+                # faulthandler writes thread by thread: done once it stops growing.
+                if text and text == seen:
+                    return text
+                seen = text
+        return seen
 
     def wait(self, timeout: float) -> int | None:
         try:

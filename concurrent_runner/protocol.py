@@ -161,6 +161,8 @@ class Stop:
 class Hello:
     pid: int
     test_ids: list[str]
+    #: module -> traceback, for modules that failed to import in the worker
+    import_errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,6 +190,10 @@ class FixtureOutcome:
 class UnitDone:
     unit: int
     class_durations: dict[str, float]
+    #: The worker gave up on the unit (a test raised KeyboardInterrupt) and
+    #: is exiting; ``retry``: the tests it did not report may run elsewhere.
+    abandoned: bool = False
+    retry: bool = False
 
 
 # -- the channel -----------------------------------------------------------

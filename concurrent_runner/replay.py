@@ -113,7 +113,7 @@ def replay_fixture(
 
 def report_crash(result: unittest.TestResult, test: Any, how: str) -> None:
     """The test in flight when its worker died counts as an error."""
-    error = WorkerCrashed(f"The worker running {test.id()} {how}.")
+    error = WorkerCrashed(f"The worker running {test.id()} {how}")
     result.startTest(test)
     result.addError(test, (WorkerCrashed, error, error.__traceback__))  # type: ignore[arg-type]
     result.stopTest(test)
@@ -121,7 +121,7 @@ def report_crash(result: unittest.TestResult, test: Any, how: str) -> None:
 
 def report_unit_crash(result: unittest.TestResult, description: str, how: str) -> None:
     """A worker died between tests (in a fixture): an error for the unit."""
-    error = WorkerCrashed(f"The worker {how}.")
+    error = WorkerCrashed(f"The worker {how}")
     holder = unittest.suite._ErrorHolder(description)  # type: ignore[attr-defined]
     with _outside_a_test(result):
         result.addError(holder, (WorkerCrashed, error, error.__traceback__))  # type: ignore[arg-type]

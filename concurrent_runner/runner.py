@@ -56,6 +56,18 @@ def parallel_groups_type(value: str) -> int:
     return number
 
 
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a positive number of seconds"
+        )
+    return seconds
+
+
 def default_workers() -> int:
     """Like Django's --parallel auto: DJANGO_TEST_PROCESSES, else the CPUs."""
     with contextlib.suppress(KeyError, ValueError):
@@ -74,8 +86,15 @@ class Runner(DiscoverRunner):
     #: right call.
     _calls: ClassVar[Iterator[int]] = itertools.count(1)
 
-    def __init__(self, *, parallel_groups: int | str = 1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        parallel_groups: int | str = 1,
+        group_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.group_timeout = group_timeout
         if isinstance(parallel_groups, str):
             parallel_groups = parallel_groups_type(parallel_groups)
         self.parallel_groups = parallel_groups
@@ -108,6 +127,17 @@ class Runner(DiscoverRunner):
                 "for one worker per processor core."
             ),
         )
+        parser.add_argument(
+            "--group-timeout",
+            type=positive_seconds,
+            default=None,
+            metavar="SECONDS",
+            help=(
+                "With --parallel-groups, end a unit (a class or a serial group) "
+                "that runs longer than SECONDS, report where it was stuck, and "
+                "go on with the rest."
+            ),
+        )
 
     # -- entry point -------------------------------------------------------
 
@@ -121,7 +151,7 @@ class Runner(DiscoverRunner):
         try:
             from .databases import file_backed_sqlite
 
-            with file_backed_sqlite(rundir):
+            with _sigterm_interrupts(), file_backed_sqlite(rundir):
                 return super().run_tests(test_labels, **kwargs)
         finally:
             self._stop_workers()
@@ -139,6 +169,9 @@ class Runner(DiscoverRunner):
 
         if spec.shuffle_seed is not None:
             self.shuffle = spec.shuffle_seed
+        from .worker import dump_stacks_on_sigusr1
+
+        dump_stacks_on_sigusr1(spec.stack_file)
         setup_test_environment(debug=self.debug_mode)
         try:
             suite = DiscoverRunner.build_suite(self, test_labels)
@@ -196,7 +229,12 @@ class Runner(DiscoverRunner):
                     level=logging.DEBUG,
                 )
         self._suite = GroupedParallelSuite(
-            tests, units, plan, spawn=spawn, log=self.log
+            tests,
+            units,
+            plan,
+            spawn=spawn,
+            log=self.log,
+            group_timeout=self.group_timeout,
         )
         return self._suite
 
@@ -211,6 +249,12 @@ class Runner(DiscoverRunner):
 
         # Workers import and discover while the databases are being built.
         suite.start_workers()
+        from django.db import connections
+
+        names_before = {
+            alias: connections[alias].settings_dict["NAME"] for alias in connections
+        }
+        old_config = None
         try:
             old_config = _setup_databases(
                 self.verbosity,
@@ -223,8 +267,6 @@ class Runner(DiscoverRunner):
             )
             with self.time_keeper.timed("  Cloning"):
                 databases.clone_all(old_config, suite.plan.workers, self.verbosity)
-            from django.db import connections
-
             serialized = {
                 alias: contents
                 for alias in connections
@@ -245,7 +287,14 @@ class Runner(DiscoverRunner):
                 }
             )
         except BaseException:
+            # Interrupted or failed half way: leave no worker, clone or test
+            # database behind.
             self._stop_workers()
+            if old_config is None:
+                old_config = databases.created_so_far(names_before)
+            databases.destroy_clones(old_config, suite.plan.workers, 0, attempts=1)
+            with contextlib.suppress(Exception):
+                _teardown_databases(old_config, verbosity=0, keepdb=self.keepdb)
             raise
         return old_config
 
@@ -274,3 +323,24 @@ def _iter_tests(suite: unittest.TestSuite) -> Iterator[Any]:
     from django.test.utils import iter_test_cases  # type: ignore[attr-defined]
 
     return iter_test_cases(suite)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM to the parent unwinds like Ctrl-C, so every ``finally`` runs
+    (workers reaped, clones dropped, run directory removed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -10,10 +10,13 @@ side.
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import json
 import logging
 import os
+import signal
+import sys
 import time
 import unittest
 from collections.abc import Sequence
@@ -35,6 +38,7 @@ class WorkerSpec:
     slot: int
     run: int  # which run_tests() call of the process is the parallel one
     shuffle_seed: int | None
+    stack_file: str  # where faulthandler writes the stacks on SIGUSR1
 
     def dumps(self) -> str:
         return json.dumps(self.__dict__)
@@ -69,12 +73,16 @@ class WorkerResult(unittest.TestResult):
         self._sql_handler: logging.Handler | None = None
         self._started = time.monotonic()
         self._class_starts: dict[str, float] = {}
+        self.current_class = ""
+        self.last_error_was_interrupt = False
 
     # -- bookkeeping ---------------------------------------------------
 
     def startTest(self, test: Any) -> None:
         label = f"{type(test).__module__}.{type(test).__qualname__}"
         self._class_starts.setdefault(label, time.monotonic())
+        self.current_class = label
+        self.last_error_was_interrupt = False
         index = self._index[id(test)]
         self._conn.send(p.TestStarted(self._unit, index))
         self._record = p.TestRecord(index)
@@ -87,6 +95,12 @@ class WorkerResult(unittest.TestResult):
     def stopTest(self, test: Any) -> None:
         record = self._record
         assert record is not None
+        escaping = sys.exc_info()
+        if escaping[0] is not None and issubclass(escaping[0], KeyboardInterrupt):
+            # unittest lets KeyboardInterrupt out of the test and calls
+            # stopTest on the way; it is this test's error.
+            record.outcomes.append(p.Error(self._portable(escaping, test)))
+            self.last_error_was_interrupt = True
         # unittest's buffers (TestResult._setupStdout) hold what the test printed.
         stdout = getattr(self, "_stdout_buffer", None)
         stderr = getattr(self, "_stderr_buffer", None)
@@ -223,14 +237,52 @@ def run_unit(
     """Run one unit as a top-level suite; False if the worker should stop."""
     result = WorkerResult(conn, message.unit, tests)
     result.failfast = failfast
-    unittest.TestSuite([tests[i] for i in message.indices]).run(result)
+    try:
+        unittest.TestSuite([tests[i] for i in message.indices]).run(result)
+    except KeyboardInterrupt:
+        # Raised by test code (a worker gets no terminal signals). Fixtures
+        # and transactions are now in an unknown state, so this process stops
+        # and the parent hands the rest of the unit to a fresh one, unless it
+        # came from a fixture, where a retry would only do it again.
+        in_test = result.last_error_was_interrupt
+        if not in_test:
+            conn.send(
+                p.FixtureOutcome(
+                    message.unit,
+                    f"KeyboardInterrupt outside a test ({result.current_class})",
+                    p.Error(p.portable_exc_info(sys.exc_info())),  # type: ignore[arg-type]
+                )
+            )
+        conn.send(
+            p.UnitDone(
+                message.unit, result.class_durations(), abandoned=True, retry=in_test
+            )
+        )
+        return False
     conn.send(p.UnitDone(message.unit, result.class_durations()))
     return not result.shouldStop
 
 
+def import_errors(tests: Sequence[Any]) -> dict[str, str]:
+    """Modules that failed to import here, with their tracebacks."""
+    failed = unittest.loader._FailedTest  # type: ignore[attr-defined]
+    return {
+        test._testMethodName: str(test._exception)
+        for test in tests
+        if isinstance(test, failed)
+    }
+
+
+def dump_stacks_on_sigusr1(path: str) -> None:
+    """Let the parent see where this worker is stuck (--group-timeout)."""
+    stream = open(path, "w")  # noqa: SIM115 - lives as long as the process
+    faulthandler.register(signal.SIGUSR1, file=stream, all_threads=True)
+
+
 def serve(conn: Connection, tests: Sequence[Any], *, failfast: bool) -> None:
     """The worker's loop; returns when told to stop or the parent is gone."""
-    conn.send(p.Hello(os.getpid(), [test.id() for test in tests]))
+    ids = [test.id() for test in tests]
+    conn.send(p.Hello(os.getpid(), ids, import_errors(tests)))
     try:
         config = conn.recv()
         if not isinstance(config, p.Configure):

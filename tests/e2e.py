@@ -82,6 +82,81 @@ def _tagged_pids(tag: str) -> list[int]:
     return pids
 
 
+class Started:
+    """A suite running in the background, for tests that signal it."""
+
+    def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str] | None):
+        self.tag = uuid.uuid4().hex
+        # A private TMPDIR: whatever the run leaves in it is the run's own.
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="e2e-tmp-"))
+        self.argv = args if os.path.isabs(args[0]) else [sys.executable, *args]
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+            "E2E_RUN_TAG": self.tag,
+            "TMPDIR": str(self.tmpdir),
+            "PYTHONFAULTHANDLER": "1",
+            **(env or {}),
+        }
+        full_env.pop("CONCURRENT_RUNNER_WORKER", None)
+        self.output_path = self.tmpdir.parent / f"{self.tmpdir.name}.out"
+        with open(self.output_path, "wb") as out:
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise AssertionError(f"never printed {text!r}:\n{self.output()}")
+            time.sleep(0.05)
+
+    def send(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def finish(self, timeout: float = TIMEOUT, check_clean: bool = True) -> Run:
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            raise AssertionError(
+                f"{self.argv} did not finish within {timeout}s; output:\n"
+                f"{self.output()}"
+            ) from None
+        result = Run(self.argv, self.process.returncode, self.output())
+        try:
+            if check_clean:
+                assert_nothing_left(self.tag, self.tmpdir, result)
+        finally:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.output_path.unlink(missing_ok=True)
+        return result
+
+
+def start(
+    args: list[str], *, cwd: Path = E2E_PROJECT, env: dict[str, str] | None = None
+) -> Started:
+    """Start ``python *args`` (or a full argv when args[0] is absolute)."""
+    return Started(args, cwd=cwd, env=env)
+
+
 def run(
     args: list[str],
     *,
@@ -90,50 +165,25 @@ def run(
     timeout: float = TIMEOUT,
     check_clean: bool = True,
 ) -> Run:
-    """Run ``python *args`` (or a full argv when args[0] is absolute)."""
-    tag = uuid.uuid4().hex
-    # A private TMPDIR: whatever the run leaves in it is the run's own.
-    tmpdir = Path(tempfile.mkdtemp(prefix="e2e-tmp-"))
-    argv = args if os.path.isabs(args[0]) else [sys.executable, *args]
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-        ),
-        "E2E_RUN_TAG": tag,
-        "TMPDIR": str(tmpdir),
-        "PYTHONFAULTHANDLER": "1",
-        **(env or {}),
-    }
-    full_env.pop("CONCURRENT_RUNNER_WORKER", None)
-    process = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGTERM)
-        try:
-            output, _ = process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        raise AssertionError(
-            f"{argv} did not finish within {timeout}s; output:\n{output}"
-        ) from None
-    result = Run(argv, process.returncode, output)
-    try:
-        if check_clean:
-            assert_nothing_left(tag, tmpdir, result)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    return result
+    """Run a suite to the end, within ``timeout``, and check it left nothing."""
+    return start(args, cwd=cwd, env=env).finish(timeout, check_clean)
+
+
+def server_databases(connection, pattern: str) -> set[str]:
+    """Databases on the test connection's server whose name matches."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT datname FROM pg_database")
+        elif connection.vendor == "mysql":
+            cursor.execute("SHOW DATABASES")
+        else:
+            return set()
+        names = {row[0] for row in cursor.fetchall()}
+    return {n for n in names if re.fullmatch(pattern, n)}
+
+
+def start_manage(*args: str, **kwargs) -> Started:
+    return start(["manage.py", "test", "--noinput", *args], **kwargs)
 
 
 def assert_nothing_left(tag: str, tmpdir: Path, result: Run) -> None:

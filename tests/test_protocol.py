@@ -223,8 +223,8 @@ class MessageTests(unittest.TestCase):
 class WorkerSpecTests(unittest.TestCase):
     def test_round_trip_through_the_environment(self) -> None:
         for spec in (
-            WorkerSpec(fd=7, slot=2, run=1, shuffle_seed=12345),
-            WorkerSpec(fd=3, slot=1, run=2, shuffle_seed=None),
+            WorkerSpec(fd=7, slot=2, run=1, shuffle_seed=12345, stack_file="/t/s"),
+            WorkerSpec(fd=3, slot=1, run=2, shuffle_seed=None, stack_file="/t/u"),
         ):
             with self.subTest(spec=spec):
                 raw = spec.dumps()

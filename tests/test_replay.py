@@ -177,7 +177,7 @@ class FixtureAndCrashTests(unittest.TestCase):
 
     def test_report_crash(self) -> None:
         test = make_test()
-        report_crash(self.result, test, "was killed by signal 9 (SIGKILL)")
+        report_crash(self.result, test, "was killed by signal 9 (SIGKILL).")
         self.assertEqual(self.result.testsRun, 1)
         [(errored, text)] = self.result.errors
         self.assertIs(errored, test)
@@ -189,7 +189,7 @@ class FixtureAndCrashTests(unittest.TestCase):
 
     def test_report_unit_crash(self) -> None:
         description = "fake.mod.Sample: 3 test(s) not run"
-        report_unit_crash(self.result, description, "exited with code 1")
+        report_unit_crash(self.result, description, "exited with code 1.")
         self.assertEqual(self.result.testsRun, 0)
         [(holder, text)] = self.result.errors
         self.assertEqual(str(holder), description)
@@ -236,7 +236,9 @@ class BufferedFixtureTests(unittest.TestCase):
 
     def test_unit_crash(self) -> None:
         result, _shown = self.run_buffered(
-            lambda r: report_unit_crash(r, "fake.mod.Sample: 2 test(s) not run", "hung")
+            lambda r: report_unit_crash(
+                r, "fake.mod.Sample: 2 test(s) not run", "hung."
+            )
         )
         [(holder, text)] = result.errors
         self.assertEqual(str(holder), "fake.mod.Sample: 2 test(s) not run")

@@ -7,6 +7,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.dbconfig import database
 
+if os.environ.get("BREAK_WORKER") and os.environ.get("CONCURRENT_RUNNER_WORKER"):
+    raise ImportError("e2e_settings refuses to load in a worker (BREAK_WORKER)")
+
 SECRET_KEY = "e2e"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
@@ -17,6 +20,8 @@ INSTALLED_APPS = [
     "outcomes",
     "multidb",
     "stopping",
+    "faults",
+    "importfail",
 ]
 DATABASES = {
     "default": database("e2e"),

@@ -1,0 +1,156 @@
+"""End-to-end: workers that crash, hang, fail to start; Ctrl-C and SIGTERM.
+
+Each run is bounded and must leave no process, no temporary file and (on
+PostgreSQL and MariaDB) no test or clone database behind.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from django.db import connection
+from django.test import SimpleTestCase
+
+from .e2e import manage, server_databases, start_manage
+
+PARALLEL = ("--parallel-groups", "2")
+E2E_DATABASES = r"test_e2e(_other)?(_\d+)?"
+
+
+class LeavesNoDatabase(SimpleTestCase):
+    """Base class; holds no tests of its own."""
+
+    databases = {"default"}  # to list the server's databases
+
+    def assert_no_test_databases(self):
+        self.assertEqual(server_databases(connection, E2E_DATABASES), set())
+
+
+class CrashTests(LeavesNoDatabase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.run_ = manage("faults", "-v", "2", "--group-timeout", "5", *PARALLEL)
+        cls.out = cls.run_.output
+
+    def test_every_test_is_accounted_for_and_the_run_fails(self):
+        self.assertEqual(self.run_.returncode, 1, self.out)
+        self.assertEqual(self.run_.ran, 17, self.out)
+        self.assertEqual(self.run_.summary, "FAILED (errors=6)")
+        self.assert_no_test_databases()
+
+    def test_the_rest_of_a_crashed_unit_runs_in_a_replacement(self):
+        statuses = self.run_.statuses()
+        for cls in ("ExitCrash", "KillCrash", "SegfaultCrash", "InterruptRaised"):
+            self.assertEqual(
+                statuses.get(f"faults.tests.{cls}.test_c_after"), "ok", cls
+            )
+        self.assertEqual(statuses.get("faults.tests.Hang.test_b_after"), "ok")
+
+    def test_crashes_name_the_test_and_how_the_worker_ended(self):
+        for cls, how in (
+            ("ExitCrash", "exited with code 3"),
+            ("KillCrash", "was killed by SIGKILL"),
+            ("SegfaultCrash", "was killed by SIGSEGV"),
+        ):
+            self.assertIn(
+                f"The worker running faults.tests.{cls}.test_b_crash {how}", self.out
+            )
+        # faulthandler's report of the segfault comes with it.
+        self.assertIn("Fatal Python error: Segmentation fault", self.out)
+
+    def test_keyboard_interrupt_and_system_exit_are_errors_of_their_test(self):
+        self.assertIn("ERROR: test_b_crash (faults.tests.InterruptRaised", self.out)
+        self.assertIn("KeyboardInterrupt: raised by the test", self.out)
+        self.assertIn("ERROR: test_b_crash (faults.tests.SystemExitRaised", self.out)
+        self.assertIn("SystemExit: 2", self.out)
+
+    def test_group_timeout_shows_where_the_test_was_stuck(self):
+        self.assertIn(
+            "The worker running faults.tests.Hang.test_a_hangs was stopped: its "
+            "unit ran longer than --group-timeout (5s). Where it was:",
+            self.out,
+        )
+        self.assertRegex(self.out, r'faults/tests\.py", line \d+ in test_a_hangs')
+
+
+class StartupAndImportTests(LeavesNoDatabase):
+    def test_a_worker_that_cannot_start_stops_the_run_with_its_error(self):
+        result = manage("multidb", *PARALLEL, env={"BREAK_WORKER": "1"}, timeout=90)
+        self.assertEqual(result.returncode, 1, result.output)
+        self.assertIn("before it could run tests", result.output)
+        self.assertIn("e2e_settings refuses to load in a worker", result.output)
+        self.assertNotRegex(result.output, r"Ran \d+ test")
+        self.assert_no_test_databases()
+
+    def test_a_module_that_fails_to_import_only_in_workers(self):
+        result = manage("importfail", "multidb", "-v", "2", *PARALLEL)
+        self.assertEqual(result.returncode, 1, result.output)
+        self.assertEqual(result.ran, 8)
+        statuses = result.statuses()
+        self.assertEqual(statuses["importfail.tests.OnlyInParent.test_one"], "ERROR")
+        self.assertIn("only the parent can import importfail.tests", result.output)
+        self.assertEqual(
+            [s for t, s in statuses.items() if t.startswith("multidb")], ["ok"] * 6
+        )
+
+    def test_unpicklable_failure_does_not_abort_the_run(self):
+        result = manage("outcomes", *PARALLEL)
+        self.assertEqual(result.ran, 10)
+        self.assertIn("Unpicklable raised by test_unpicklable", result.output)
+
+
+class SignalTests(LeavesNoDatabase):
+    """Ctrl-C and SIGTERM: children end, clones and run directory go."""
+
+    def interrupt(self, sig):
+        running = start_manage("stopping", "-v", "2", *PARALLEL)
+        running.wait_for(" ... ok")  # a first result has come back
+        running.send(sig)
+        result = running.finish(timeout=30)
+        self.assertNotEqual(result.returncode, 0, result.output)
+        self.assert_no_test_databases()
+        return result
+
+    def test_ctrl_c_stops_workers_and_reports_what_finished(self):
+        result = self.interrupt(signal.SIGINT)
+        self.assertIn("Interrupted: stopping", result.output)
+        self.assertIn("ERROR: run interrupted by SIGINT", result.output)
+        self.assertLess(result.ran, 22)
+
+    def test_sigterm_does_the_same(self):
+        result = self.interrupt(signal.SIGTERM)
+        self.assertIn("Interrupted: stopping", result.output)
+        self.assertIn("ERROR: run interrupted by SIGTERM", result.output)
+        self.assertLess(result.ran, 22)
+
+    def test_a_second_ctrl_c_ends_at_once_and_still_cleans_up(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            marker = Path(tmp) / "started"
+            running = start_manage(
+                "faults.stubborn", *PARALLEL, env={"STUBBORN_MARKER": str(marker)}
+            )
+            deadline = time.monotonic() + 60
+            while not marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(marker.exists(), running.output())
+            # The first Ctrl-C meets a worker that ignores SIGTERM...
+            running.send(signal.SIGINT)
+            running.wait_for("Interrupted: stopping")
+            # ...the second one does not wait for it.
+            running.send(signal.SIGINT)
+            result = running.finish(timeout=30)
+        self.assertIn("KeyboardInterrupt", result.output)
+        self.assertNotEqual(result.returncode, 0)
+        self.assert_no_test_databases()
+
+    def test_interrupt_while_databases_are_being_created(self):
+        running = start_manage("multidb", *PARALLEL, "-v", "2")
+        running.wait_for("Creating test database")
+        running.send(signal.SIGTERM)
+        result = running.finish(timeout=60)
+        self.assertNotEqual(result.returncode, 0, result.output)
+        self.assert_no_test_databases()

@@ -1,0 +1,145 @@
+"""concurrent_runner.orchestra without processes: fake workers record what
+they are sent, and messages are handed to the suite directly."""
+
+from __future__ import annotations
+
+import io
+import unittest
+from typing import Any
+
+from concurrent_runner import protocol as p
+from concurrent_runner.groups import build_units
+from concurrent_runner.orchestra import GroupedParallelSuite
+from concurrent_runner.planning import Dispatcher, make_plan
+
+
+class FakeWorker:
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
+        self.sent: list[Any] = []
+        self.ready = True
+        self.retiring = False
+        self.unit: int | None = None
+        self.unit_started = 0.0
+        self.in_flight: int | None = None
+        self.index_map: dict[int, int] = {}
+        self.reverse_map: dict[int, int] = {}
+        self.import_errors: dict[str, str] = {}
+
+    def send(self, message: Any) -> bool:
+        self.sent.append(message)
+        return True
+
+
+def make_tests() -> list[unittest.TestCase]:
+    def cls(name: str, n: int) -> type:
+        attrs = {f"test_{i}": lambda self: None for i in range(n)}
+        return type(name, (unittest.TestCase,), {"__module__": "fake.mod", **attrs})
+
+    big, small = cls("Big", 3), cls("Small", 1)
+    return [big(f"test_{i}") for i in range(3)] + [small("test_0")]
+
+
+def make_suite(workers: int = 2) -> tuple[GroupedParallelSuite, Dispatcher]:
+    tests = make_tests()
+    units = build_units(tests)
+    plan = make_plan(units, [len(u.indices) for u in units], workers)
+    suite = GroupedParallelSuite(tests, units, plan, spawn=None, log=print)  # type: ignore[arg-type]
+    suite.remaining = {i: list(u.indices) for i, u in enumerate(units)}
+    for slot in range(1, workers + 1):
+        worker = FakeWorker(slot)
+        suite.workers[slot] = worker  # type: ignore[assignment]
+        suite._greet(worker, [t.id() for t in tests])  # type: ignore[arg-type]
+    return suite, Dispatcher(plan)
+
+
+def text_result() -> unittest.TextTestResult:
+    return unittest.TextTestResult(
+        unittest.runner._WritelnDecorator(io.StringIO()),  # type: ignore[attr-defined]
+        True,
+        1,
+    )
+
+
+class DispatchTests(unittest.TestCase):
+    def test_each_ready_worker_gets_a_unit_longest_first(self) -> None:
+        suite, dispatcher = make_suite()
+        suite._dispatch(dispatcher, text_result())
+        sent = [w.sent for w in suite.workers.values()]
+        self.assertEqual(sent[0], [p.RunUnit(0, [0, 1, 2])])
+        self.assertEqual(sent[1], [p.RunUnit(1, [3])])
+
+    def test_a_retiring_or_silent_worker_gets_nothing(self) -> None:
+        suite, dispatcher = make_suite()
+        suite.workers[1].retiring = True
+        suite.workers[2].ready = False
+        suite._dispatch(dispatcher, text_result())
+        self.assertEqual([w.sent for w in suite.workers.values()], [[], []])
+
+    def test_abandoned_unit_with_retry_is_requeued_not_to_its_worker(self) -> None:
+        suite, dispatcher = make_suite(workers=1)
+        result = text_result()
+        worker = suite.workers[1]
+        suite._dispatch(dispatcher, result)
+        test = suite.tests[0]
+        record = p.TestRecord(
+            0, [p.Error((KeyboardInterrupt, KeyboardInterrupt(), None))]
+        )
+        suite._handle(worker, p.TestStarted(0, 0), dispatcher, result)  # type: ignore[arg-type]
+        suite._handle(worker, p.TestDone(0, record), dispatcher, result)  # type: ignore[arg-type]
+        suite._handle(
+            worker,  # type: ignore[arg-type]
+            p.UnitDone(0, {}, abandoned=True, retry=True),
+            dispatcher,
+            result,
+        )
+        self.assertTrue(worker.retiring)
+        self.assertEqual(suite.remaining[0], [1, 2])
+        self.assertEqual(len(result.errors), 1)
+        self.assertIs(result.errors[0][0], test)
+        worker.sent.clear()
+        suite._dispatch(dispatcher, result)
+        self.assertEqual(worker.sent, [])
+        # A fresh worker on the slot takes the rest of the unit.
+        fresh = FakeWorker(1)
+        suite.workers[1] = fresh  # type: ignore[assignment]
+        suite._greet(fresh, [t.id() for t in suite.tests])  # type: ignore[arg-type]
+        suite._dispatch(dispatcher, result)
+        self.assertEqual(fresh.sent, [p.RunUnit(0, [1, 2])])
+
+    def test_abandoned_unit_without_retry_is_reported_not_run(self) -> None:
+        suite, dispatcher = make_suite(workers=1)
+        result = text_result()
+        worker = suite.workers[1]
+        suite._dispatch(dispatcher, result)
+        suite._handle(
+            worker,  # type: ignore[arg-type]
+            p.UnitDone(0, {}, abandoned=True, retry=False),
+            dispatcher,
+            result,
+        )
+        self.assertEqual(suite.remaining[0], [])
+        self.assertEqual(len(result.errors), 1)
+        self.assertIn("3 test(s) not run", str(result.errors[0][0]))
+
+    def test_tests_missing_in_a_worker_are_errors_naming_the_import_error(self) -> None:
+        suite, dispatcher = make_suite(workers=1)
+        result = text_result()
+        worker = suite.workers[1]
+        worker.import_errors = {"fake": "ImportError: only in the parent"}
+        ids = [t.id() for t in suite.tests]
+        suite._greet(worker, ids[1:])  # type: ignore[arg-type]  # test 0 is missing
+        suite._dispatch(dispatcher, result)
+        self.assertEqual(worker.sent, [p.RunUnit(0, [0, 1])])  # worker's indices
+        self.assertEqual(len(result.errors), 1)
+        self.assertIn("ImportError: only in the parent", result.errors[0][1])
+
+
+class GreetTests(unittest.TestCase):
+    def test_ids_are_mapped_in_order_when_suites_differ(self) -> None:
+        suite, _ = make_suite(workers=1)
+        worker = FakeWorker(1)
+        ids = [t.id() for t in suite.tests]
+        suite._greet(worker, ["other.test", *reversed(ids)])  # type: ignore[arg-type]
+        self.assertEqual(worker.index_map, {0: 4, 1: 3, 2: 2, 3: 1})
+        self.assertEqual(worker.reverse_map[4], 0)
