@@ -109,22 +109,39 @@ def destroy_clones(
     return problems
 
 
-def created_so_far(names_before: dict[str, Any]) -> list[tuple[Any, str, bool]]:
-    """An ``old_config`` for a setup that was interrupted half way.
+def planned_test_databases(aliases: Any) -> dict[str, tuple[str, Any]]:
+    """alias -> (test database name, original NAME), before anything exists.
 
-    ``create_test_db`` switches an alias to its test NAME before it creates
-    and migrates the database, so an alias whose NAME changed may have one.
+    Computed up front because Django switches an alias to its test NAME only
+    after CREATE DATABASE returns: an interrupt in between must still find
+    the database to drop.
     """
-    config = []
-    seen = set()
-    for alias, old_name in names_before.items():
+    planned: dict[str, tuple[str, Any]] = {}
+    for alias in aliases:
         connection = connections[alias]
-        name = connection.settings_dict["NAME"]
-        if (
-            name != old_name
-            and name not in seen
-            and not connection.settings_dict.get("TEST", {}).get("MIRROR")
-        ):
-            seen.add(name)
-            config.append((connection, old_name, True))
-    return config
+        if connection.settings_dict.get("TEST", {}).get("MIRROR"):
+            continue
+        name = connection.creation._get_test_db_name()  # type: ignore[attr-defined]
+        if name not in {n for n, _ in planned.values()}:
+            planned[alias] = (name, connection.settings_dict["NAME"])
+    return planned
+
+
+def drop_planned(planned: dict[str, tuple[str, Any]], *, keepdb: bool) -> None:
+    """After an interrupted setup: drop what was planned, restore the NAMEs."""
+    from django.conf import settings
+
+    for alias, (test_name, old_name) in planned.items():
+        connection = connections[alias]
+        connection.close()
+        in_memory = (
+            connection.vendor == "sqlite"
+            and connection.creation.is_in_memory_db(  # type: ignore[attr-defined]
+                test_name
+            )
+        )
+        if not keepdb and not in_memory:
+            with contextlib.suppress(Exception):  # it may never have been made
+                connection.creation._destroy_test_db(test_name, verbosity=0)  # type: ignore[attr-defined]
+        connection.settings_dict["NAME"] = old_name
+        settings.DATABASES[alias]["NAME"] = old_name

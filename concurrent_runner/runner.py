@@ -151,7 +151,11 @@ class Runner(DiscoverRunner):
         try:
             from .databases import file_backed_sqlite
 
-            with _sigterm_interrupts(), file_backed_sqlite(rundir):
+            with (
+                _sigterm_interrupts(),
+                file_backed_sqlite(rundir),
+                _shared_sync_dir(rundir / "sync"),
+            ):
                 return super().run_tests(test_labels, **kwargs)
         finally:
             self._stop_workers()
@@ -251,9 +255,7 @@ class Runner(DiscoverRunner):
         suite.start_workers()
         from django.db import connections
 
-        names_before = {
-            alias: connections[alias].settings_dict["NAME"] for alias in connections
-        }
+        planned = databases.planned_test_databases(kwargs.get("aliases") or connections)
         old_config = None
         try:
             old_config = _setup_databases(
@@ -290,11 +292,9 @@ class Runner(DiscoverRunner):
             # Interrupted or failed half way: leave no worker, clone or test
             # database behind.
             self._stop_workers()
-            if old_config is None:
-                old_config = databases.created_so_far(names_before)
-            databases.destroy_clones(old_config, suite.plan.workers, 0, attempts=1)
-            with contextlib.suppress(Exception):
-                _teardown_databases(old_config, verbosity=0, keepdb=self.keepdb)
+            if old_config is not None:
+                databases.destroy_clones(old_config, suite.plan.workers, 0, attempts=1)
+            databases.drop_planned(planned, keepdb=self.keepdb)
             raise
         return old_config
 
@@ -344,3 +344,21 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _shared_sync_dir(path: Path) -> Iterator[None]:
+    """Give mp_lock & co. one directory for the whole run: this process, its
+    workers and their concurrent calls all inherit the variable."""
+    from .sync import SYNC_ENV
+
+    path.mkdir(mode=0o700)
+    previous = os.environ.get(SYNC_ENV)
+    os.environ[SYNC_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(SYNC_ENV, None)
+        else:
+            os.environ[SYNC_ENV] = previous
