@@ -15,6 +15,9 @@ _EXPORTS = {
     "Runner": "concurrent_runner.runner",
     "ConfigurationError": "concurrent_runner.errors",
     "Strategy": "concurrent_runner.groups",
+    "mp_lock": "concurrent_runner.sync",
+    "mp_message_board": "concurrent_runner.sync",
+    "mp_trail": "concurrent_runner.sync",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
     from .errors import ConfigurationError as ConfigurationError
     from .groups import Strategy as Strategy
     from .runner import Runner as Runner
+    from .sync import mp_lock as mp_lock
+    from .sync import mp_message_board as mp_message_board
+    from .sync import mp_trail as mp_trail
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "stopping",
     "faults",
     "importfail",
+    "syncing",
 ]
 DATABASES = {
     "default": database("e2e"),

@@ -1,0 +1,290 @@
+"""mp_lock, mp_message_board and mp_trail across real processes.
+
+Each test gets its own sync directory; helper processes are plain
+``python -c`` children that import concurrent_runner.sync, with every wait
+bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+from pathlib import Path
+from unittest import mock
+
+from concurrent_runner import sync
+from concurrent_runner.sync import SYNC_ENV, mp_lock, mp_message_board, mp_trail
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 60
+
+
+class SyncDirTestCase(unittest.TestCase):
+    def setUp(self) -> None:
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dir = Path(tmp.name)
+        patcher = mock.patch.dict(os.environ, {SYNC_ENV: str(self.dir)})
+        patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def spawn(self, code: str, **env: str) -> subprocess.Popen:
+        prelude = (
+            "from concurrent_runner.sync import mp_lock, mp_message_board, mp_trail\n"
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-c", prelude + textwrap.dedent(code)],
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.addCleanup(_reap, process)
+        return process
+
+    def finish(self, process: subprocess.Popen) -> str:
+        output, _ = process.communicate(timeout=TIMEOUT)
+        self.assertEqual(process.returncode, 0, output)
+        return output
+
+    def wait_for(self, path: Path) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while not path.exists():
+            self.assertLess(time.monotonic(), deadline, f"{path} never appeared")
+            time.sleep(0.01)
+
+
+def _reap(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
+
+
+class LockTests(SyncDirTestCase):
+    INCREMENT = """
+        import time
+        from pathlib import Path
+        counter = Path({path!r})
+        for _ in range({times}):
+            with {lock}:
+                value = int(counter.read_text())
+                time.sleep(0.001)  # widen the race window
+                counter.write_text(str(value + 1))
+    """
+
+    def test_run_wide_lock_loses_no_increment_under_contention(self) -> None:
+        counter = self.dir / "counter"
+        counter.write_text("0")
+        code = self.INCREMENT.format(path=str(counter), times=20, lock="mp_lock")
+        processes = [self.spawn(code) for _ in range(10)]
+        for process in processes:
+            self.finish(process)
+        self.assertEqual(counter.read_text(), "200")
+
+    def test_named_locks_exclude_each_other_by_name_only(self) -> None:
+        counter = self.dir / "counter"
+        counter.write_text("0")
+        code = self.INCREMENT.format(
+            path=str(counter), times=20, lock="mp_lock('payments')"
+        )
+        processes = [self.spawn(code) for _ in range(5)]
+        # Holding another name, or the run-wide lock, blocks none of them.
+        with mp_lock("other"), mp_lock:
+            for process in processes:
+                self.finish(process)
+        self.assertEqual(counter.read_text(), "100")
+
+    def test_a_held_lock_blocks_another_process(self) -> None:
+        with mp_lock("held"):
+            child = self.spawn("print(mp_lock('held').acquire(timeout=0.3))")
+            self.assertEqual(self.finish(child).strip(), "False")
+        child = self.spawn("print(mp_lock('held').acquire(timeout=5))")
+        self.assertEqual(self.finish(child).strip(), "True")
+
+    def test_a_holder_killed_with_sigkill_releases_the_lock(self) -> None:
+        marker = self.dir / "holding"
+        holder = self.spawn(
+            f"""
+            import time
+            from pathlib import Path
+            with mp_lock("fragile"):
+                Path({str(marker)!r}).touch()
+                time.sleep(60)
+            """
+        )
+        self.wait_for(marker)
+        lock = mp_lock("fragile")
+        self.assertFalse(lock.acquire(timeout=0.2))
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(TIMEOUT)
+        self.assertTrue(lock.acquire(timeout=10))
+        lock.release()
+
+    def test_release_without_acquire_is_an_error(self) -> None:
+        with self.assertRaisesRegex(RuntimeError, "not held"):
+            mp_lock("never").release()
+
+    def test_lock_names_must_be_strings(self) -> None:
+        with self.assertRaises(TypeError):
+            mp_lock(42)  # type: ignore[arg-type]
+
+
+class BoardTests(SyncDirTestCase):
+    def test_dict_operations(self) -> None:
+        board = mp_message_board
+        self.assertNotIn("a", board)
+        board["a"] = {"nested": [1, 2]}
+        self.assertEqual(board["a"], {"nested": [1, 2]})
+        self.assertEqual(board.get("missing", 7), 7)
+        self.assertEqual(board.setdefault("a", "ignored"), {"nested": [1, 2]})
+        self.assertEqual(board.setdefault("b", 3), 3)
+        board[("tuple", 1)] = "any picklable key"
+        self.assertEqual(
+            sorted(map(repr, board.keys())), sorted(map(repr, ["a", "b", ("tuple", 1)]))
+        )
+        self.assertEqual(dict(board.items())["b"], 3)
+        self.assertEqual(len(board), 3)
+        del board["a"]
+        self.assertNotIn("a", board)
+        with self.assertRaises(KeyError):
+            del board["a"]
+        with self.assertRaises(KeyError):
+            board["a"]
+
+    def test_values_cross_processes_at_once(self) -> None:
+        mp_message_board["from_parent"] = [1, 2, 3]
+        child = self.spawn(
+            """
+            print(mp_message_board["from_parent"])
+            mp_message_board["from_child"] = {"pid": __import__("os").getpid()}
+            """
+        )
+        self.assertEqual(self.finish(child).strip(), "[1, 2, 3]")
+        self.assertEqual(mp_message_board["from_child"]["pid"], child.pid)
+
+    def test_setdefault_keeps_one_writer_under_contention(self) -> None:
+        code = "import os; print(mp_message_board.setdefault('winner', os.getpid()))"
+        processes = [self.spawn(code) for _ in range(8)]
+        answers = {self.finish(p).strip() for p in processes}
+        self.assertEqual(len(answers), 1)
+        self.assertEqual(str(mp_message_board["winner"]), answers.pop())
+
+    def test_read_modify_write_under_the_lock_loses_nothing(self) -> None:
+        code = """
+            for _ in range(20):
+                with mp_lock:
+                    mp_message_board["n"] = mp_message_board.get("n", 0) + 1
+        """
+        processes = [self.spawn(code) for _ in range(6)]
+        for process in processes:
+            self.finish(process)
+        self.assertEqual(mp_message_board["n"], 120)
+
+
+class TrailTests(SyncDirTestCase):
+    CONSUMER = """
+        import time
+        from pathlib import Path
+        here = Path({dir!r})
+        with mp_trail("shared", "start") as first:
+            print("first" if first else "not-first", flush=True)
+        (here / "started-{n}").touch()
+        # Stay inside the trail until every consumer has started.
+        deadline = time.monotonic() + 30
+        while len(list(here.glob("started-*"))) < {total}:
+            assert time.monotonic() < deadline, "others never started"
+            time.sleep(0.01)
+        time.sleep({linger})
+        with mp_trail("shared", "finish") as last:
+            print("last" if last else "not-last", flush=True)
+    """
+
+    def consumer(self, n: int, total: int, linger: float = 0.0) -> subprocess.Popen:
+        return self.spawn(
+            self.CONSUMER.format(dir=str(self.dir), n=n, total=total, linger=linger)
+        )
+
+    def test_overlapping_consumers_get_one_first_and_one_last(self) -> None:
+        total = 6
+        processes = [self.consumer(n, total, linger=0.02 * n) for n in range(total)]
+        outputs = [self.finish(p).split() for p in processes]
+        self.assertEqual(sum(o[0] == "first" for o in outputs), 1, outputs)
+        self.assertEqual(sum(o[1] == "last" for o in outputs), 1, outputs)
+        # The one that lingered longest left last.
+        self.assertEqual(outputs[-1][1], "last")
+
+    def test_first_consumers_body_runs_before_the_others_go_on(self) -> None:
+        log = self.dir / "log"
+        code = f"""
+            import time
+            from pathlib import Path
+            log = Path({str(log)!r})
+            with mp_trail("setup", "start") as first:
+                if first:
+                    time.sleep(0.3)
+                    log.write_text("ready")
+                else:
+                    assert log.read_text() == "ready"
+            with mp_trail("setup", "finish"):
+                pass
+        """
+        processes = [self.spawn(code) for _ in range(4)]
+        for process in processes:
+            self.finish(process)
+
+    def test_a_dead_consumer_does_not_block_the_finish(self) -> None:
+        with mp_trail("t", "start") as first:
+            self.assertTrue(first)
+        marker = self.dir / "inside"
+        doomed = self.spawn(
+            f"""
+            import time
+            from pathlib import Path
+            with mp_trail("t", "start") as first:
+                assert not first
+            Path({str(marker)!r}).touch()
+            time.sleep(60)
+            """
+        )
+        self.wait_for(marker)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(TIMEOUT)
+        with mp_trail("t", "finish") as last:
+            self.assertTrue(last)
+
+    def test_consumers_that_do_not_overlap_each_start_and_finish(self) -> None:
+        for _ in range(2):
+            with mp_trail("alone", "start") as first:
+                self.assertTrue(first)
+            with mp_trail("alone", "finish") as last:
+                self.assertTrue(last)
+
+    def test_bad_state_and_unmatched_finish(self) -> None:
+        with (
+            self.assertRaisesRegex(ValueError, "'start' or 'finish'"),
+            mp_trail("x", "middle"),  # type: ignore[arg-type]
+        ):
+            pass
+        with (
+            self.assertRaisesRegex(RuntimeError, "without a 'start'"),
+            mp_trail("never-started", "finish"),
+        ):
+            pass
+
+
+class OutsideARunTests(unittest.TestCase):
+    def test_a_private_directory_is_used_and_is_private(self) -> None:
+        with mock.patch.dict(os.environ):
+            os.environ.pop(SYNC_ENV, None)
+            with mp_lock:
+                mp_message_board["k"] = 1
+            self.assertEqual(mp_message_board["k"], 1)
+            folder = sync.sync_dir()
+            self.assertEqual(folder.stat().st_mode & 0o777, 0o700)
+            del mp_message_board["k"]
