@@ -15,6 +15,12 @@ _EXPORTS = {
     "Runner": "concurrent_runner.runner",
     "ConfigurationError": "concurrent_runner.errors",
     "Strategy": "concurrent_runner.groups",
+    "call_concurrently": "concurrent_runner.calls",
+    "make_concurrent_calls": "concurrent_runner.calls",
+    "ConcurrentTestMixin": "concurrent_runner.calls",
+    "WrappedError": "concurrent_runner.calls",
+    "ConcurrentCallError": "concurrent_runner.calls",
+    "CallResults": "concurrent_runner.calls",
     "mp_lock": "concurrent_runner.sync",
     "mp_message_board": "concurrent_runner.sync",
     "mp_trail": "concurrent_runner.sync",
@@ -23,6 +29,12 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from .calls import CallResults as CallResults
+    from .calls import ConcurrentCallError as ConcurrentCallError
+    from .calls import ConcurrentTestMixin as ConcurrentTestMixin
+    from .calls import WrappedError as WrappedError
+    from .calls import call_concurrently as call_concurrently
+    from .calls import make_concurrent_calls as make_concurrent_calls
     from .errors import ConfigurationError as ConfigurationError
     from .groups import Strategy as Strategy
     from .runner import Runner as Runner

@@ -36,6 +36,7 @@ from django.test.utils import (
     teardown_databases as _teardown_databases,
 )
 
+from .call_server import SERVER_ENV
 from .errors import ConfigurationError
 from .groups import build_units, class_label
 from .worker import WorkerSpec
@@ -143,6 +144,13 @@ class Runner(DiscoverRunner):
 
     def run_tests(self, test_labels: list[str], **kwargs: Any) -> int:
         self._call = next(self._calls)
+        if os.environ.get(SERVER_ENV):
+            # Started to serve concurrent calls for a project configured by
+            # settings.configure() (see calls.server_command), not to test.
+            from django.core.management import call_command
+
+            call_command("concurrent_call_wrapper", "--serve")
+            raise SystemExit(0)  # the rest of the script is not ours to run
         spec = WorkerSpec.from_environ()
         if spec is not None:
             return self._serve(spec, test_labels)

@@ -89,12 +89,12 @@ class StartupAndImportTests(LeavesNoDatabase):
     def test_a_module_that_fails_to_import_only_in_workers(self):
         result = manage("importfail", "multidb", "-v", "2", *PARALLEL)
         self.assertEqual(result.returncode, 1, result.output)
-        self.assertEqual(result.ran, 8)
+        self.assertEqual(result.ran, 9)
         statuses = result.statuses()
         self.assertEqual(statuses["importfail.tests.OnlyInParent.test_one"], "ERROR")
         self.assertIn("only the parent can import importfail.tests", result.output)
         self.assertEqual(
-            [s for t, s in statuses.items() if t.startswith("multidb")], ["ok"] * 6
+            [s for t, s in statuses.items() if t.startswith("multidb")], ["ok"] * 7
         )
 
     def test_unpicklable_failure_does_not_abort_the_run(self):

@@ -110,7 +110,7 @@ class InvocationTests(SimpleTestCase):
 
     env = {"EXPECT_CLONES": "1"}
 
-    def assert_parallel_ok(self, result, tests=6):
+    def assert_parallel_ok(self, result, tests=7):
         self.assertEqual(result.returncode, 0, result.output)
         self.assertIn("on 2 worker processes", result.output)
         self.assertEqual(result.ran, tests)
@@ -201,7 +201,7 @@ class FlagTests(SimpleTestCase):
         self.assertEqual(tagged.ran, 3)
         self.assertTrue(all("AllDatabases" in t for t in tagged.statuses()))
         excluded = manage("multidb", "--exclude-tag", "all", *PARALLEL, "-v", "2")
-        self.assertEqual(excluded.ran, 3)
+        self.assertEqual(excluded.ran, 4)
         self.assertFalse(any("AllDatabases" in t for t in excluded.statuses()))
 
     def test_failfast_stops_every_worker(self):

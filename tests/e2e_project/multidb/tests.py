@@ -6,6 +6,8 @@ import re
 from django.db import connections
 from django.test import TransactionTestCase, tag
 
+from concurrent_runner import ConcurrentTestMixin
+
 from .models import Item
 
 CLONE = re.compile(r"_\d+(\.sqlite3)?$")
@@ -82,3 +84,32 @@ class AvailableApps(TransactionTestCase):
         expect_clone(self, "default")
         Item.objects.create(name="x")
         self.assertEqual(Item.objects.filter(name="x").count(), 1)
+
+
+def write_both(name):
+    Item.objects.create(name=name)
+    Item.objects.using("other").create(name=name)
+    return {
+        alias: str(connections[alias].settings_dict["NAME"]) for alias in connections
+    }
+
+
+class ConcurrentCallsOnEveryAlias(ConcurrentTestMixin, TransactionTestCase):
+    databases = "__all__"
+    serialized_rollback = True
+
+    def test_calls_use_this_tests_databases(self):
+        Item.objects.using("other").exists()  # the test uses "other" too
+        results = self.make_concurrent_calls(
+            (write_both, {"name": "from call 1"}), (write_both, {"name": "from call 2"})
+        )
+        self.assertEqual(results.errors, [])
+        mine = {a: str(connections[a].settings_dict["NAME"]) for a in connections}
+        self.assertEqual(results, [mine, mine])
+        expect_clone(self, "other")
+        for alias in ("default", "other"):
+            self.assertEqual(
+                set(Item.objects.using(alias).filter(name__startswith="from call")
+                    .values_list("name", flat=True)),
+                {"from call 1", "from call 2"},
+            )  # fmt: skip
