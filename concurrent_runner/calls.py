@@ -19,10 +19,7 @@ when all have connected.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -308,19 +305,10 @@ class CallServer:
 
         from . import protocol
 
-        self.conn, child_sock = protocol.channel_pair()
-        argv, env = server_command(child_sock.fileno())
-        try:
-            self.process = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                pass_fds=(child_sock.fileno(),),
-                # Its own group, so that ending it also ends its calls.
-                start_new_session=True,
-            )
-        finally:
-            child_sock.close()
+        argv, env = server_command()
+        self.conn, self.process = protocol.spawn_with_channel(
+            argv, lambda fd: {**env, SERVER_ENV: str(fd)}
+        )
         self.pid = os.getpid()  # the process that owns this server
         if not wait([self.conn], SERVER_START_TIMEOUT):
             self.stop()
@@ -360,19 +348,14 @@ class CallServer:
         return _results(done)
 
     def stop(self) -> None:
+        """End the server and any call it still runs (they share its group)."""
+        from . import protocol
+
         self.conn.close()
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(2)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        protocol.end_process_group(self.process, grace=2.0)
 
 
-def server_command(fd: int) -> tuple[list[str], dict[str, str]]:
+def server_command() -> tuple[list[str], dict[str, str]]:
     """How to start ``concurrent_call_wrapper --serve`` for this project.
 
     With a settings module, through ``python -m django`` (or the project's
@@ -385,7 +368,7 @@ def server_command(fd: int) -> tuple[list[str], dict[str, str]]:
 
     from . import protocol
 
-    env = {**os.environ, SERVER_ENV: str(fd)}
+    env = dict(os.environ)
     env.pop(protocol.WORKER_ENV, None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     manage_py = getattr(settings, "CONCURRENT_CALL_MANAGE_PY", None)

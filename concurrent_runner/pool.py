@@ -43,28 +43,17 @@ class WorkerProcess:
         generation: int = 0,
     ) -> None:
         self.slot = slot
-        self.conn, child_sock = p.channel_pair()
         self.stack_path = rundir / f"worker-{slot}.{generation}.stack"
-        spec = WorkerSpec(
-            child_sock.fileno(), slot, run, shuffle_seed, str(self.stack_path)
-        )
-        env = {**os.environ, p.WORKER_ENV: spec.dumps()}
         self.log_path = rundir / f"worker-{slot}.{generation}.log"
-        try:
-            with open(self.log_path, "wb") as log:
-                self.process = subprocess.Popen(
-                    worker_argv(),
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(child_sock.fileno(),),
-                    # Its own session: a Ctrl-C at the terminal reaches only
-                    # the parent, which then stops the workers in order.
-                    start_new_session=True,
-                )
-        finally:
-            child_sock.close()
+
+        def env_for(fd: int) -> dict[str, str]:
+            spec = WorkerSpec(fd, slot, run, shuffle_seed, str(self.stack_path))
+            return {**os.environ, p.WORKER_ENV: spec.dumps()}
+
+        with open(self.log_path, "wb") as log:
+            self.conn, self.process = p.spawn_with_channel(
+                worker_argv(), env_for, stdout=log, stderr=subprocess.STDOUT
+            )
         self.started_at = time.monotonic()
         self.ready = False  # said hello
         self.retiring = False  # gave up a unit and is exiting; give it nothing
@@ -129,16 +118,8 @@ class WorkerProcess:
 
     def terminate(self, grace: float = TERMINATE_GRACE) -> None:
         """End the worker and its process group; always reaps."""
-        if self.process.poll() is None:
-            self._signal(signal.SIGTERM)
-            if self.wait(grace) is None:
-                self._signal(signal.SIGKILL)
-                self.process.wait()
+        p.end_process_group(self.process, grace)
         self.close()
-
-    def _signal(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, sig)
 
     def close(self) -> None:
         self.conn.close()

@@ -9,10 +9,14 @@ when the original will not pickle.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import socket
+import subprocess
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -209,3 +213,47 @@ def channel_pair() -> tuple[Connection, socket.socket]:
 
 def connect_child(fd: int) -> Connection:
     return Connection(fd)
+
+
+def spawn_with_channel(
+    argv: list[str], env_for: Callable[[int], dict[str, str]], **popen: Any
+) -> tuple[Connection, subprocess.Popen[bytes]]:
+    """Start ``argv`` in a session of its own, holding a private channel.
+
+    ``env_for(fd)`` gives its environment, in which the child finds the fd
+    of its end. Its own session: a Ctrl-C at the terminal reaches only us,
+    and ending its process group ends whatever it started.
+    """
+    parent, child_sock = channel_pair()
+    fd = child_sock.fileno()
+    try:
+        process = subprocess.Popen(
+            argv,
+            env=env_for(fd),
+            stdin=subprocess.DEVNULL,
+            pass_fds=(fd,),
+            start_new_session=True,
+            **popen,
+        )
+    except BaseException:
+        parent.close()
+        raise
+    finally:
+        child_sock.close()
+    return parent, process
+
+
+def end_process_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the process's group, SIGKILL it after ``grace``; always reaps."""
+    if process.poll() is None:
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
