@@ -24,6 +24,7 @@ from .groups import Unit
 from .planning import Dispatcher, Plan
 from .pool import WorkerProcess
 from .replay import replay_fixture, replay_test, report_crash, report_unit_crash
+from .timeline import Bar, Timeline
 
 #: Seconds a worker may take from start to hello (imports, discovery).
 STARTUP_TIMEOUT = 300.0
@@ -45,6 +46,7 @@ class GroupedParallelSuite(unittest.TestSuite):
         spawn: Callable[[int, int], WorkerProcess],
         log: Callable[[str], None],
         group_timeout: float | None = None,
+        timeline: Timeline | None = None,
     ) -> None:
         super().__init__()
         self.tests = list(tests)
@@ -56,6 +58,9 @@ class GroupedParallelSuite(unittest.TestSuite):
         self.configs: dict[int, p.Configure] = {}
         self.generations: dict[int, int] = {}
         self.group_timeout = group_timeout
+        self.timeline = timeline
+        self.unit_bars: dict[int, Bar] = {}  # slot -> its unit's bar
+        self.startup_bars: dict[int, Bar] = {}
         self.measured: dict[str, float] = {}
         self.remaining: dict[int, list[int]] = {}
         self.interrupted: str | None = None  # the signal's name
@@ -78,6 +83,11 @@ class GroupedParallelSuite(unittest.TestSuite):
         self.generations[slot] = generation
         worker = self.spawn(slot, generation)
         self.workers[slot] = worker
+        if self.timeline is not None:
+            now = self.timeline.now()
+            self.startup_bars[slot] = self.timeline.add(
+                Bar("startup", slot, f"worker {slot} starting", now, now)
+            )
         if slot in self.configs:
             worker.send(self.configs[slot])
         return worker
@@ -192,11 +202,42 @@ class GroupedParallelSuite(unittest.TestSuite):
                 )
             worker.unit = unit
             worker.unit_started = time.monotonic()
+            self._bar_for(worker, unit, indices, dispatcher.phase_name)
             worker.send(
                 p.RunUnit(
                     unit, [worker.index_map[i] for i in indices if i not in missing]
                 )
             )
+
+    def _bar_for(
+        self, worker: WorkerProcess, unit: int, indices: list[int], phase: str
+    ) -> None:
+        if self.timeline is None:
+            return
+        self.timeline.enter_phase(phase)
+        now = self.timeline.now()
+        info = self.units[unit]
+        self.unit_bars[worker.slot] = self.timeline.add(
+            Bar(
+                "unit",
+                worker.slot,
+                info.label,
+                now,
+                now,
+                strategy=info.strategy.value,
+                group=info.group,
+                tests=[self.tests[i].id() for i in indices],
+                outcome="passed",
+                phase=phase,
+            )
+        )
+
+    def _unit_bar_ends(self, worker: WorkerProcess, outcome: str | None = None) -> None:
+        bar = self.unit_bars.pop(worker.slot, None)
+        if bar is not None and self.timeline is not None:
+            bar.end = self.timeline.now()
+            if outcome is not None:
+                bar.outcome = outcome
 
     def _why_missing(self, worker: WorkerProcess, index: int) -> str:
         test_id = self.tests[index].id()
@@ -247,6 +288,8 @@ class GroupedParallelSuite(unittest.TestSuite):
         match message:
             case p.Hello(test_ids=ids, import_errors=errors):
                 worker.import_errors = errors
+                if worker.slot in self.startup_bars and self.timeline is not None:
+                    self.startup_bars.pop(worker.slot).end = self.timeline.now()
                 self._greet(worker, ids)
             case p.TestStarted(index=index):
                 worker.in_flight = worker.reverse_map[index]
@@ -257,15 +300,21 @@ class GroupedParallelSuite(unittest.TestSuite):
                 if index in self.remaining[unit]:
                     self.remaining[unit].remove(index)
                 replay_test(result, self.tests[index], record)
+                if record.failed and worker.slot in self.unit_bars:
+                    self.unit_bars[worker.slot].outcome = "failed"
             case p.FixtureOutcome(description=description, outcome=outcome):
                 replay_fixture(result, description, outcome)
+                if isinstance(outcome, p.Error) and worker.slot in self.unit_bars:
+                    self.unit_bars[worker.slot].outcome = "failed"
             case p.UnitDone(unit=unit, class_durations=durations, abandoned=False):
+                self._unit_bar_ends(worker)
                 self.measured.update(durations)
                 self.remaining[unit] = []
                 worker.unit = None
                 dispatcher.finished(unit)
             case p.UnitDone(unit=unit, retry=retry):
                 # The worker is exiting; _lost starts its replacement.
+                self._unit_bar_ends(worker, "crashed")
                 worker.unit = None
                 worker.retiring = True
                 self._give_back(unit, retry, dispatcher, result)
@@ -309,6 +358,7 @@ class GroupedParallelSuite(unittest.TestSuite):
             if not dispatcher.done and not result.shouldStop:
                 self._start(worker.slot)
             return
+        self._unit_bar_ends(worker, "crashed")
         if worker.in_flight is not None:
             index = worker.in_flight
             if index in self.remaining[unit]:

@@ -130,6 +130,14 @@ class TestRecord:
     stderr: str = ""
     sql: str = ""
 
+    @property
+    def failed(self) -> bool:
+        return any(
+            isinstance(o, Failure | Error | UnexpectedSuccess)
+            or (isinstance(o, SubTestResult) and o.err is not None)
+            for o in self.outcomes
+        )
+
 
 # -- parent to worker ----------------------------------------------------
 

@@ -92,10 +92,13 @@ class Runner(DiscoverRunner):
         *,
         parallel_groups: int | str = 1,
         group_timeout: float | None = None,
+        timeline: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.group_timeout = group_timeout
+        self.timeline_path = Path(timeline) if timeline else None
+        self.timeline: Any = None
         if isinstance(parallel_groups, str):
             parallel_groups = parallel_groups_type(parallel_groups)
         self.parallel_groups = parallel_groups
@@ -139,6 +142,16 @@ class Runner(DiscoverRunner):
                 "go on with the rest."
             ),
         )
+        parser.add_argument(
+            "--timeline",
+            metavar="PATH",
+            default=None,
+            help=(
+                "Write a timeline of the run: a self-contained HTML page "
+                "(a Gantt chart of the workers), or its data as JSON if PATH "
+                "ends in .json."
+            ),
+        )
 
     # -- entry point -------------------------------------------------------
 
@@ -156,6 +169,10 @@ class Runner(DiscoverRunner):
             return self._serve(spec, test_labels)
         rundir = Path(tempfile.mkdtemp(prefix="concurrent-runner-"))
         self._rundir = rundir
+        if self.timeline_path is not None:
+            from .timeline import Timeline
+
+            self.timeline = Timeline()
         try:
             from .databases import file_backed_sqlite
 
@@ -167,9 +184,34 @@ class Runner(DiscoverRunner):
                 return super().run_tests(test_labels, **kwargs)
         finally:
             self._stop_workers()
+            self._write_timeline()
             self._suite = None
             shutil.rmtree(rundir, ignore_errors=True)
             self._rundir = None
+
+    def _write_timeline(self) -> None:
+        if self.timeline is None or self.timeline_path is None:
+            return
+        try:
+            self.timeline.write(self.timeline_path)
+        except OSError as exc:
+            print(f"Could not write the timeline: {exc}", file=sys.stderr)
+        else:
+            self.log(f"Timeline written to {self.timeline_path}")
+        self.timeline = None
+
+    def get_resultclass(self) -> Any:
+        base = super().get_resultclass()
+        if self.timeline is None or self._suite is not None:
+            return base
+        # In-process: record a bar per test class as the result sees them.
+        from .timeline import RecordingResult
+
+        return type(
+            "TimelineResult",
+            (RecordingResult, base or unittest.TextTestResult),
+            {"timeline": self.timeline},
+        )
 
     def _serve(self, spec: WorkerSpec, test_labels: list[str]) -> int:
         """Run as a worker for the parent's parallel run_tests() call."""
@@ -240,6 +282,8 @@ class Runner(DiscoverRunner):
                     f"  {units[slot.unit].label} (estimate {slot.estimate:.2f})",
                     level=logging.DEBUG,
                 )
+        if self.timeline is not None:
+            self.timeline.workers = plan.workers
         self._suite = GroupedParallelSuite(
             tests,
             units,
@@ -247,6 +291,7 @@ class Runner(DiscoverRunner):
             spawn=spawn,
             log=self.log,
             group_timeout=self.group_timeout,
+            timeline=self.timeline,
         )
         return self._suite
 
@@ -255,7 +300,8 @@ class Runner(DiscoverRunner):
     def setup_databases(self, **kwargs: Any) -> Any:
         suite = self._suite
         if suite is None:
-            return super().setup_databases(**kwargs)
+            with self._timed_bar("creating the test databases"):
+                return super().setup_databases(**kwargs)
         from . import databases
         from .protocol import Configure
 
@@ -266,16 +312,20 @@ class Runner(DiscoverRunner):
         planned = databases.planned_test_databases(kwargs.get("aliases") or connections)
         old_config = None
         try:
-            old_config = _setup_databases(
-                self.verbosity,
-                self.interactive,
-                time_keeper=self.time_keeper,
-                keepdb=self.keepdb,
-                debug_sql=self.debug_sql,
-                parallel=0,
-                **kwargs,
-            )
-            with self.time_keeper.timed("  Cloning"):
+            with self._timed_bar("creating the test databases"):
+                old_config = _setup_databases(
+                    self.verbosity,
+                    self.interactive,
+                    time_keeper=self.time_keeper,
+                    keepdb=self.keepdb,
+                    debug_sql=self.debug_sql,
+                    parallel=0,
+                    **kwargs,
+                )
+            with (
+                self.time_keeper.timed("  Cloning"),
+                self._timed_bar(f"cloning them for {suite.plan.workers} workers"),
+            ):
                 databases.clone_all(old_config, suite.plan.workers, self.verbosity)
             serialized = {
                 alias: contents
@@ -305,6 +355,20 @@ class Runner(DiscoverRunner):
             databases.drop_planned(planned, keepdb=self.keepdb)
             raise
         return old_config
+
+    @contextlib.contextmanager
+    def _timed_bar(self, label: str) -> Iterator[None]:
+        """A bar on the timeline's databases lane for what the block does."""
+        if self.timeline is None:
+            yield
+            return
+        from .timeline import Bar
+
+        bar = self.timeline.add(Bar("databases", 0, label, self.timeline.now(), 0.0))
+        try:
+            yield
+        finally:
+            bar.end = self.timeline.now()
 
     def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
         suite = self._suite
