@@ -35,6 +35,8 @@ else:  # pragma: no cover - Python 3.10
 DEFAULT_TIMEOUT = 30.0
 #: Seconds the server has to start (a fresh interpreter plus django.setup()).
 SERVER_START_TIMEOUT = 60.0
+#: Seconds the server has to exit once its channel is closed.
+SERVER_EXIT_GRACE = 2.0
 
 Call = tuple["Callable[..., Any] | str", dict[str, Any]]
 
@@ -348,11 +350,20 @@ class CallServer:
         return _results(done)
 
     def stop(self) -> None:
-        """End the server and any call it still runs (they share its group)."""
+        """End the server and any call it still runs (they share its group).
+
+        Closing the channel lets it exit on its own (so atexit handlers, such
+        as coverage's, run); signals only if it does not.
+        """
+        import subprocess
+
         from . import protocol
 
         self.conn.close()
-        protocol.end_process_group(self.process, grace=2.0)
+        try:
+            self.process.wait(SERVER_EXIT_GRACE)
+        except subprocess.TimeoutExpired:
+            protocol.end_process_group(self.process, grace=2.0)
 
 
 def server_command() -> tuple[list[str], dict[str, str]]:
