@@ -95,3 +95,27 @@ def estimate(
         return tests_per_class.get(label, 1) * per_test
 
     return [sum(class_estimate(c) for c in unit.classes) for unit in units]
+
+
+def merge(target: Path, sources: Sequence[Path]) -> None:
+    """Merge durations files (say, one per CI shard) into ``target``."""
+    for source in sources:
+        save(target, load(source))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m concurrent_runner.durations merge OUT IN [IN ...]``"""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m concurrent_runner.durations")
+    commands = parser.add_subparsers(dest="command", required=True)
+    merging = commands.add_parser("merge", help="merge durations files into OUT")
+    merging.add_argument("out", type=Path)
+    merging.add_argument("sources", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+    merge(args.out, args.sources)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -95,6 +95,22 @@ def make_plan(units: Sequence[Unit], estimates: Sequence[float], workers: int) -
     return Plan(workers=used, phases=plan_phases)
 
 
+def describe_plan(plan: Plan, units: Sequence[Unit], *, tests: bool) -> list[str]:
+    """The plan as lines: phases, then each unit with its worker and estimate."""
+    lines = []
+    for number, phase in enumerate(plan.phases, 1):
+        lines.append(
+            f"Phase {number}, {phase.name}, {phase.concurrency} at a time "
+            f"(estimate {phase.estimate:.2f}):"
+        )
+        for slot in phase.slots:
+            unit = units[slot.unit]
+            where = f"worker {slot.worker + 1} at {slot.start:.2f}: " if tests else ""
+            count = f", {len(unit.indices)} test(s)" if tests else ""
+            lines.append(f"  {where}{unit.label} (estimate {slot.estimate:.2f}{count})")
+    return lines
+
+
 class Dispatcher:
     """Hands out a plan's units one phase at a time.
 

@@ -39,6 +39,8 @@ from django.test.utils import (
 from .call_server import SERVER_ENV
 from .errors import ConfigurationError
 from .groups import build_units, class_label
+from .planning import describe_plan
+from .sharding import parse_shard, shard_from_environ
 from .worker import WorkerSpec
 
 
@@ -93,11 +95,16 @@ class Runner(DiscoverRunner):
         parallel_groups: int | str = 1,
         group_timeout: float | None = None,
         timeline: str | None = None,
+        shard: tuple[int, int] | None = None,
+        list_groups: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.group_timeout = group_timeout
         self.timeline_path = Path(timeline) if timeline else None
+        self.shard = shard
+        self.list_groups = list_groups
+        self._listing: Any = None
         self.timeline: Any = None
         if isinstance(parallel_groups, str):
             parallel_groups = parallel_groups_type(parallel_groups)
@@ -143,6 +150,22 @@ class Runner(DiscoverRunner):
             ),
         )
         parser.add_argument(
+            "--shard",
+            type=parse_shard,
+            default=None,
+            metavar="K/N",
+            help=(
+                "Run shard K of N: a deterministic part of the suite, groups "
+                "kept whole, balanced by recorded durations (default: "
+                "CI_NODE_INDEX/CI_NODE_TOTAL when both are set)."
+            ),
+        )
+        parser.add_argument(
+            "--list-groups",
+            action="store_true",
+            help="Print the plan (phases, groups, units, estimates, workers) and exit.",
+        )
+        parser.add_argument(
             "--timeline",
             metavar="PATH",
             default=None,
@@ -167,6 +190,8 @@ class Runner(DiscoverRunner):
         spec = WorkerSpec.from_environ()
         if spec is not None:
             return self._serve(spec, test_labels)
+        if self.list_groups:
+            return self._list_groups(test_labels)
         rundir = Path(tempfile.mkdtemp(prefix="concurrent-runner-"))
         self._rundir = rundir
         if self.timeline_path is not None:
@@ -245,18 +270,20 @@ class Runner(DiscoverRunner):
         # Checked in every mode, so a bad mp_group fails before any test runs
         # whether or not this run is parallel.
         units = build_units(tests)
+        shard = self.shard or shard_from_environ()
+        if shard is not None:
+            tests, units = self._shard(tests, units, shard)
+            suite = self.test_suite(tests)
+        if self.list_groups:
+            self._listing = (len(tests), units, self._plan(tests, units))
+            return suite
         if self.parallel_groups <= 1 or self._rundir is None:
             return suite
 
-        from . import durations
         from .orchestra import GroupedParallelSuite
-        from .planning import make_plan
         from .pool import WorkerProcess
 
-        tests_per_class = Counter(class_label(t) for t in tests)
-        history = durations.load(durations.durations_path())
-        estimates = durations.estimate(units, tests_per_class, history)
-        plan = make_plan(units, estimates, self.parallel_groups)
+        plan = self._plan(tests, units)
         if plan.workers <= 1:
             return suite
         rundir = self._rundir
@@ -272,16 +299,8 @@ class Runner(DiscoverRunner):
             f"Running {len(units)} unit(s) in {len(plan.phases)} phase(s) on "
             f"{plan.workers} worker processes."
         )
-        for number, phase in enumerate(plan.phases, 1):
-            self.log(
-                f"Phase {number}, {phase.name}, {phase.concurrency} at a time:",
-                level=logging.DEBUG,
-            )
-            for slot in phase.slots:
-                self.log(
-                    f"  {units[slot.unit].label} (estimate {slot.estimate:.2f})",
-                    level=logging.DEBUG,
-                )
+        for line in describe_plan(plan, units, tests=False):
+            self.log(line, level=logging.DEBUG)
         if self.timeline is not None:
             self.timeline.workers = plan.workers
         self._suite = GroupedParallelSuite(
@@ -294,6 +313,49 @@ class Runner(DiscoverRunner):
             timeline=self.timeline,
         )
         return self._suite
+
+    def _estimates(self, tests: list[Any], units: list[Any]) -> list[float]:
+        from . import durations
+
+        tests_per_class = Counter(class_label(t) for t in tests)
+        history = durations.load(durations.durations_path())
+        return durations.estimate(units, tests_per_class, history)
+
+    def _plan(self, tests: list[Any], units: list[Any]) -> Any:
+        from .planning import make_plan
+
+        return make_plan(units, self._estimates(tests, units), self.parallel_groups)
+
+    def _shard(
+        self, tests: list[Any], units: list[Any], shard: tuple[int, int]
+    ) -> tuple[list[Any], list[Any]]:
+        from .sharding import shard_units
+
+        chosen = shard_units(units, self._estimates(tests, units), *shard)
+        keep = sorted(i for u in chosen for i in units[u].indices)
+        kept = [tests[i] for i in keep]
+        self.log(
+            f"Shard {shard[0]}/{shard[1]}: {len(kept)} of {len(tests)} test(s), "
+            f"{len(chosen)} of {len(units)} unit(s)."
+        )
+        return kept, build_units(kept)
+
+    def _list_groups(self, test_labels: list[str]) -> int:
+        """--list-groups: print the plan, run nothing."""
+        self.build_suite(test_labels)
+        from . import durations
+
+        count, units, plan = self._listing
+        recorded = bool(durations.load(durations.durations_path()))
+        unit = "s" if recorded else " (in tests: no durations recorded yet)"
+        print(
+            f"{count} test(s) in {len(units)} unit(s), {len(plan.phases)} "
+            f"phase(s), {plan.workers} worker(s). Estimated wall time "
+            f"{plan.estimate:.2f}{unit}."
+        )
+        for line in describe_plan(plan, units, tests=True):
+            print(line)
+        return 0
 
     # -- databases ---------------------------------------------------------
 

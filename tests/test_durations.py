@@ -230,3 +230,18 @@ class DurationsPathTests(SimpleTestCase):
         for empty in (None, ""):
             with override_settings(CONCURRENT_RUNNER_DURATIONS_FILE=empty):
                 self.assertEqual(durations.durations_path(), expected)
+
+
+class MergeTests(SimpleTestCase):
+    def test_merge_combines_shard_files_later_ones_winning(self) -> None:
+        from concurrent_runner.durations import main
+
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            durations.save(root / "a.json", {"m.A": 1.0, "m.B": 2.0})
+            durations.save(root / "b.json", {"m.B": 3.0, "m.C": 4.0})
+            files = [str(root / name) for name in ("out.json", "a.json", "b.json")]
+            self.assertEqual(main(["merge", *files]), 0)
+            self.assertEqual(
+                durations.load(root / "out.json"), {"m.A": 1.0, "m.B": 3.0, "m.C": 4.0}
+            )

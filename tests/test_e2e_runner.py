@@ -322,3 +322,54 @@ class KeepdbTests(SimpleTestCase):
         finally:
             manage("multidb", *PARALLEL, env=env)  # and drop it
         self.assertEqual(self.clones(), set())
+
+
+class ShardAndListTests(SimpleTestCase):
+    def test_shards_cover_the_suite_exactly_once(self):
+        # All shards must read the same durations (here: none), as CI shards
+        # started from one restored file do.
+        labels = ("outcomes", "multidb", "faults.stubborn")
+        whole = manage(*labels, "-v", "2")
+        seen: set[str] = set()
+        ran = 0
+        for k in (1, 2, 3):
+            shard = manage(
+                *labels, "-v", "2", "--parallel-groups", "2", "--shard", f"{k}/3"
+            )
+            self.assertIn(f"Shard {k}/3:", shard.output)
+            ids = set(shard.statuses())
+            self.assertTrue(ids)
+            self.assertFalse(ids & seen, "a test ran in two shards")
+            seen |= ids
+            ran += shard.ran
+        self.assertEqual(seen, set(whole.statuses()))
+        self.assertEqual(ran, whole.ran)
+
+    def test_ci_node_variables_pick_the_shard(self):
+        flag = manage("outcomes", "-v", "2", "--shard", "2/2")
+        env = manage(
+            "outcomes", "-v", "2", env={"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "2"}
+        )
+        self.assertIn("Shard 2/2:", env.output)
+        self.assertEqual(env.statuses(), flag.statuses())
+
+    def test_list_groups_prints_the_plan_and_runs_nothing(self):
+        result = manage(
+            "outcomes", "multidb", "--parallel-groups", "3", "--list-groups"
+        )
+        self.assertEqual(result.returncode, 0, result.output)
+        self.assertIn("18 test(s) in 9 unit(s)", result.output)
+        self.assertIn("3 worker(s)", result.output)
+        self.assertRegex(result.output, r"Phase 1, shared, 3 at a time")
+        self.assertRegex(
+            result.output,
+            r"worker \d at \d+\.\d\d: outcomes\.tests\.Failing "
+            r"\(estimate [\d.]+, 3 test\(s\)\)",
+        )
+        self.assertNotIn("Creating test database", result.output)
+        self.assertNotRegex(result.output, r"Ran \d+ test")
+
+    def test_bad_shard_is_refused(self):
+        result = manage("outcomes", "--shard", "3/2")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("the shard K/N needs 1 <= K <= N", result.output)
