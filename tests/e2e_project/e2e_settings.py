@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "faults",
     "importfail",
     "syncing",
+    "covered",
 ]
 DATABASES = {
     "default": database("e2e"),

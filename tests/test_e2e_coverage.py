@@ -1,0 +1,63 @@
+"""End-to-end: coverage counts code run only in workers and in call processes.
+
+Needs coverage.py 7.10+ (``[run] patch``); .ci/run installs it, and in CI a
+missing coverage fails this test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from django.test import SimpleTestCase
+
+from .e2e import E2E_PROJECT, run
+
+CONFIG = """\
+[run]
+parallel = true
+patch = subprocess, fork, _exit
+source = covered
+data_file = {data}/.coverage
+"""
+
+
+class CoverageTests(SimpleTestCase):
+    def setUp(self):
+        if importlib.util.find_spec("coverage") is None:
+            if os.environ.get("CI"):
+                self.fail("coverage is not installed; .ci/run installs it")
+            self.skipTest("coverage is not installed")
+
+    def coverage(self, *args: str, cwd: Path) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "coverage", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        return done.stdout
+
+    def test_workers_and_concurrent_calls_are_measured(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            rc = Path(tmp) / "coveragerc"
+            rc.write_text(CONFIG.format(data=tmp))
+            result = run(
+                ["-m", "coverage", "run", f"--rcfile={rc}", "manage.py", "test",
+                 "--noinput", "covered", "--parallel-groups", "2"],
+                cwd=E2E_PROJECT,
+            )  # fmt: skip
+            self.assertEqual(result.returncode, 0, result.output)
+            self.assertIn("on 2 worker processes", result.output)
+            self.coverage("combine", f"--rcfile={rc}", cwd=Path(tmp))
+            report = self.coverage("report", f"--rcfile={rc}", "-m", cwd=Path(tmp))
+        # covered/code.py runs only in a worker (only_in_a_worker) and only
+        # in a call process (only_in_a_call); the parent runs neither.
+        line = next(line for line in report.splitlines() if "code.py" in line)
+        self.assertRegex(line, r"\s6\s+0\s+100%", report)
