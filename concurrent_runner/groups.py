@@ -53,6 +53,13 @@ class Unit:
     indices: list[int] = field(default_factory=list)
 
     @property
+    def short_label(self) -> str:
+        """The group's name, or the class's own name."""
+        if self.group:
+            return self.group
+        return self.classes[0].rsplit(".", 1)[-1]
+
+    @property
     def label(self) -> str:
         if self.strategy.whole_group:
             return f"{self.group} ({self.strategy.value}: {', '.join(self.classes)})"

@@ -23,6 +23,7 @@ from .errors import ConfigurationError
 from .groups import Unit
 from .planning import Dispatcher, Plan
 from .pool import WorkerProcess
+from .progress import Progress
 from .replay import replay_fixture, replay_test, report_crash, report_unit_crash
 from .timeline import Bar, Timeline
 
@@ -47,6 +48,7 @@ class GroupedParallelSuite(unittest.TestSuite):
         log: Callable[[str], None],
         group_timeout: float | None = None,
         timeline: Timeline | None = None,
+        verbosity: int = 1,
     ) -> None:
         super().__init__()
         self.tests = list(tests)
@@ -58,6 +60,9 @@ class GroupedParallelSuite(unittest.TestSuite):
         self.configs: dict[int, p.Configure] = {}
         self.generations: dict[int, int] = {}
         self.group_timeout = group_timeout
+        self.verbosity = verbosity
+        self.progress: Progress | None = None
+        self.units_done = 0
         self.timeline = timeline
         self.unit_bars: dict[int, Bar] = {}  # slot -> its unit's bar
         self.startup_bars: dict[int, Bar] = {}
@@ -112,6 +117,8 @@ class GroupedParallelSuite(unittest.TestSuite):
     def run(self, result: unittest.TestResult, debug: bool = False) -> Any:
         self.remaining = {i: list(u.indices) for i, u in enumerate(self.units)}
         dispatcher = Dispatcher(self.plan)
+        stream = getattr(result, "stream", None) or sys.stderr
+        self.progress = Progress(stream, len(self.units), verbosity=self.verbosity)
         stopping_since: float | None = None
         with self._interruptible(result):
             try:
@@ -239,6 +246,16 @@ class GroupedParallelSuite(unittest.TestSuite):
             if outcome is not None:
                 bar.outcome = outcome
 
+    def _unit_done(self) -> None:
+        self.units_done += 1
+        if self.progress is not None:
+            running = [
+                self.units[w.unit].short_label
+                for w in self._busy()
+                if w.unit is not None
+            ]
+            self.progress.unit_done(self.units_done, running)
+
     def _why_missing(self, worker: WorkerProcess, index: int) -> str:
         test_id = self.tests[index].id()
         for module, error in worker.import_errors.items():
@@ -300,6 +317,9 @@ class GroupedParallelSuite(unittest.TestSuite):
                 if index in self.remaining[unit]:
                     self.remaining[unit].remove(index)
                 replay_test(result, self.tests[index], record)
+                if self.progress is not None:
+                    skipped = any(isinstance(o, p.Skip) for o in record.outcomes)
+                    self.progress.count(failed=record.failed, skipped=skipped)
                 if record.failed and worker.slot in self.unit_bars:
                     self.unit_bars[worker.slot].outcome = "failed"
             case p.FixtureOutcome(description=description, outcome=outcome):
@@ -312,6 +332,7 @@ class GroupedParallelSuite(unittest.TestSuite):
                 self.remaining[unit] = []
                 worker.unit = None
                 dispatcher.finished(unit)
+                self._unit_done()
             case p.UnitDone(unit=unit, retry=retry):
                 # The worker is exiting; _lost starts its replacement.
                 self._unit_bar_ends(worker, "crashed")
@@ -396,6 +417,7 @@ class GroupedParallelSuite(unittest.TestSuite):
             )
         remaining.clear()
         dispatcher.finished(unit)
+        self._unit_done()
 
     def _time_out(
         self,

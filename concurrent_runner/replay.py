@@ -77,6 +77,10 @@ def replay_test(result: unittest.TestResult, test: Any, record: p.TestRecord) ->
         replay_outcome(result, test, outcome)
     if record.duration is not None and hasattr(result, "addDuration"):
         result.addDuration(test, record.duration)
+    # Reporters that want the worker's duration and output (--junit-xml).
+    hook = getattr(result, "replayed_record", None)
+    if hook is not None:
+        hook(test, record)
     result.stopTest(test)
 
 

@@ -97,11 +97,14 @@ class Runner(DiscoverRunner):
         timeline: str | None = None,
         shard: tuple[int, int] | None = None,
         list_groups: bool = False,
+        junit_xml: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.group_timeout = group_timeout
         self.timeline_path = Path(timeline) if timeline else None
+        self.junit_path = Path(junit_xml) if junit_xml else None
+        self.junit: Any = None
         self.shard = shard
         self.list_groups = list_groups
         self._listing: Any = None
@@ -161,6 +164,12 @@ class Runner(DiscoverRunner):
             ),
         )
         parser.add_argument(
+            "--junit-xml",
+            metavar="PATH",
+            default=None,
+            help="Write a JUnit XML report of the run to PATH.",
+        )
+        parser.add_argument(
             "--list-groups",
             action="store_true",
             help="Print the plan (phases, groups, units, estimates, workers) and exit.",
@@ -194,10 +203,14 @@ class Runner(DiscoverRunner):
             return self._list_groups(test_labels)
         rundir = Path(tempfile.mkdtemp(prefix="concurrent-runner-"))
         self._rundir = rundir
-        if self.timeline_path is not None:
+        if self.timeline_path is not None or self.verbosity >= 2:
             from .timeline import Timeline
 
             self.timeline = Timeline()
+        if self.junit_path is not None:
+            from .junit import JUnitReport
+
+            self.junit = JUnitReport()
         try:
             from .databases import file_backed_sqlite
 
@@ -209,33 +222,44 @@ class Runner(DiscoverRunner):
                 return super().run_tests(test_labels, **kwargs)
         finally:
             self._stop_workers()
-            self._write_timeline()
+            self._write_reports()
             self._suite = None
             shutil.rmtree(rundir, ignore_errors=True)
             self._rundir = None
 
-    def _write_timeline(self) -> None:
-        if self.timeline is None or self.timeline_path is None:
-            return
-        try:
-            self.timeline.write(self.timeline_path)
-        except OSError as exc:
-            print(f"Could not write the timeline: {exc}", file=sys.stderr)
-        else:
-            self.log(f"Timeline written to {self.timeline_path}")
-        self.timeline = None
+    def _write_reports(self) -> None:
+        for what, report, path in (
+            ("timeline", self.timeline, self.timeline_path),
+            ("JUnit XML report", self.junit, self.junit_path),
+        ):
+            if report is None or path is None:
+                continue
+            try:
+                report.write(path)
+            except OSError as exc:
+                print(f"Could not write the {what}: {exc}", file=sys.stderr)
+            else:
+                self.log(f"{what[0].upper()}{what[1:]} written to {path}")
+        self.timeline = self.junit = None
 
     def get_resultclass(self) -> Any:
         base = super().get_resultclass()
-        if self.timeline is None or self._suite is not None:
-            return base
-        # In-process: record a bar per test class as the result sees them.
-        from .timeline import RecordingResult
+        mixins: list[type] = []
+        if self.timeline is not None and self._suite is None:
+            # In-process: a timeline bar per test class as the result sees it.
+            from .timeline import RecordingResult
 
+            mixins.append(RecordingResult)
+        if self.junit is not None:
+            from .junit import JUnitRecording
+
+            mixins.append(JUnitRecording)
+        if not mixins:
+            return base
         return type(
-            "TimelineResult",
-            (RecordingResult, base or unittest.TextTestResult),
-            {"timeline": self.timeline},
+            "ReportingResult",
+            (*mixins, base or unittest.TextTestResult),
+            {"timeline": self.timeline, "junit": self.junit},
         )
 
     def _serve(self, spec: WorkerSpec, test_labels: list[str]) -> int:
@@ -311,8 +335,18 @@ class Runner(DiscoverRunner):
             log=self.log,
             group_timeout=self.group_timeout,
             timeline=self.timeline,
+            verbosity=self.verbosity,
         )
         return self._suite
+
+    def run_suite(self, suite: Any, **kwargs: Any) -> Any:
+        result = super().run_suite(suite, **kwargs)
+        if self.verbosity >= 2 and self.timeline is not None:
+            from .timeline import summarise, timings_lines
+
+            for line in timings_lines(summarise(self.timeline)):
+                self.log(line)
+        return result
 
     def _estimates(self, tests: list[Any], units: list[Any]) -> list[float]:
         from . import durations

@@ -119,6 +119,22 @@ def summarise(timeline: Timeline) -> dict[str, Any]:
     }
 
 
+def timings_lines(data: dict[str, Any]) -> list[str]:
+    """The ``-v 2`` summary: where the time went, and what to split."""
+    s = data["summary"]
+    if not data["units"]:
+        return []
+    longest = max(u["duration"] for u in data["units"])
+    lines = [
+        f"Timings: wall {s['wall']:.2f}s; lower bound {s['lower_bound']:.2f}s = "
+        f"max(total {s['unit_total']:.2f}s / {data['workers']} worker(s), longest "
+        f"unit {longest:.2f}s); efficiency {s['efficiency']:.0%}.",
+        "Slowest units:",
+    ]
+    lines += [f"  {u['duration']:7.2f}s  {u['label']}" for u in s["slowest"]]
+    return lines
+
+
 def to_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=1) + "\n"
 

@@ -86,6 +86,7 @@ class WorkerResult(unittest.TestResult):
         index = self._index[id(test)]
         self._conn.send(p.TestStarted(self._unit, index))
         self._record = p.TestRecord(index)
+        self._test_started = time.monotonic()
         if connections_debug_sql():
             self._sql = io.StringIO()
             self._sql_handler = logging.StreamHandler(self._sql)
@@ -109,6 +110,8 @@ class WorkerResult(unittest.TestResult):
         # Nothing to mirror to the worker's own (unseen) stdout.
         self._mirrorOutput = False
         super().stopTest(test)
+        if record.duration is None:  # addDuration exists from Python 3.12
+            record.duration = time.monotonic() - self._test_started
         if self._sql_handler is not None:
             logging.getLogger("django.db.backends").removeHandler(self._sql_handler)
             record.sql = self._sql.getvalue() if self._sql else ""

@@ -373,3 +373,58 @@ class ShardAndListTests(SimpleTestCase):
         result = manage("outcomes", "--shard", "3/2")
         self.assertEqual(result.returncode, 2)
         self.assertIn("the shard K/N needs 1 <= K <= N", result.output)
+
+
+class ReportTests(SimpleTestCase):
+    def junit(self, *args):
+        import xml.etree.ElementTree as ET
+
+        from .test_reports import _first_problem, check_junit_schema
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "report.xml"
+            result = manage("outcomes", "--junit-xml", str(path), *args)
+            self.assertIn("JUnit XML report written to", result.output)
+            xml = path.read_text()
+        check_junit_schema(self, xml)
+        cases = {
+            (c.get("classname"), c.get("name")): (_first_problem(c), c)
+            for c in ET.fromstring(xml).iter("testcase")
+        }
+        return result, cases
+
+    def test_junit_xml_same_in_parallel_and_in_process(self):
+        parallel, cases = self.junit("--parallel-groups", "3")
+        serial, serial_cases = self.junit()
+        self.assertEqual(parallel.returncode, serial.returncode)
+        self.assertEqual(
+            {k: v[0] for k, v in cases.items()},
+            {k: v[0] for k, v in serial_cases.items()},
+        )
+        self.assertEqual(cases[("outcomes.tests.Failing", "test_errors")][0], "error")
+        self.assertEqual(cases[("outcomes.doctested", "double")][0], None)
+        # Captured per test in workers, so the report has it.
+        prints = cases[("outcomes.tests.Passing", "test_prints")][1]
+        self.assertEqual(prints.findtext("system-out"), "printed by test_prints\n")
+        failing = cases[("outcomes.tests.Failing", "test_fails")][1]
+        self.assertEqual(failing.findtext("system-err"), "stderr of the failing test\n")
+
+    def test_progress_lines_in_a_log(self):
+        result = manage("outcomes", "--parallel-groups", "3")
+        self.assertRegex(result.output, r"\[5/5 units \| \d+ passed, \d+ failed")
+        quiet = manage("outcomes", "--parallel-groups", "3", "-v", "0")
+        self.assertNotIn("units |", quiet.output)
+
+    def test_timings_summary_at_verbosity_two(self):
+        result = manage("stopping", "--parallel-groups", "2", "-v", "2")
+        self.assertRegex(
+            result.output,
+            r"Timings: wall [\d.]+s; lower bound [\d.]+s = max\(total [\d.]+s / 2 "
+            r"worker\(s\), longest unit [\d.]+s\); efficiency \d+%\.",
+        )
+        self.assertRegex(
+            result.output, r"Slowest units:\n\s+[\d.]+s  stopping\.tests\.Slow"
+        )
+        self.assertNotIn(
+            "Timings:", manage("stopping", "--parallel-groups", "2").output
+        )

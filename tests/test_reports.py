@@ -1,0 +1,196 @@
+"""JUnit XML and progress lines, without a run."""
+
+from __future__ import annotations
+
+import io
+import unittest
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from concurrent_runner.junit import JUnitRecording, JUnitReport
+from concurrent_runner.progress import Progress
+
+#: What the JUnit schema CI systems read (Jenkins' junit-10.xsd, which
+#: GitLab and GitHub reporters follow) allows inside a <testcase>.
+CASE_CHILDREN = {"skipped", "error", "failure", "system-out", "system-err"}
+
+
+def check_junit_schema(test: unittest.TestCase, xml: str) -> ET.Element:
+    """The structural rules of the JUnit schema, checked one by one."""
+    root = ET.fromstring(xml)
+    test.assertEqual(root.tag, "testsuites")
+    suites = list(root)
+    test.assertTrue(suites)
+    for suite in suites:
+        test.assertEqual(suite.tag, "testsuite")
+        for attr in ("name", "tests", "failures", "errors", "skipped", "time"):
+            test.assertIn(attr, suite.attrib)
+        cases = suite.findall("testcase")
+        test.assertEqual(int(suite.get("tests")), len(cases))
+        for kind, attr in (
+            ("failure", "failures"),
+            ("error", "errors"),
+            ("skipped", "skipped"),
+        ):
+            counted = sum(1 for c in cases if _first_problem(c) == kind)
+            test.assertEqual(int(suite.get(attr)), counted, attr)
+        float(suite.get("time"))
+        for case in cases:
+            test.assertTrue(case.get("name") is not None and case.get("classname"))
+            float(case.get("time"))
+            children = [child.tag for child in case]
+            test.assertLessEqual(set(children), CASE_CHILDREN)
+            test.assertLessEqual(sum(t in ("failure", "error") for t in children), 1)
+            for child in case:
+                if child.tag in ("failure", "error", "skipped"):
+                    test.assertIn("message", child.attrib)
+    return root
+
+
+def _first_problem(case: ET.Element) -> str | None:
+    for tag in ("error", "failure", "skipped"):
+        if case.find(tag) is not None:
+            return tag
+    return None
+
+
+def run_sample(buffer: bool = False) -> tuple[JUnitReport, Any]:
+    class Sample(unittest.TestCase):
+        def test_ok(self) -> None:
+            print("hello from test_ok")
+
+        def test_fail(self) -> None:
+            self.assertEqual(1, 2)
+
+        def test_error(self) -> None:
+            raise KeyError("k\x1b[31m")
+
+        @unittest.skip("later")
+        def test_skip(self) -> None:
+            pass
+
+        def test_subtests(self) -> None:
+            for i in range(3):
+                with self.subTest(i=i):
+                    self.assertLess(i, 1)
+
+        @unittest.expectedFailure
+        def test_expected(self) -> None:
+            self.fail("expected")
+
+        @unittest.expectedFailure
+        def test_unexpected(self) -> None:
+            pass
+
+    class BrokenClass(unittest.TestCase):
+        @classmethod
+        def setUpClass(cls) -> None:
+            raise RuntimeError("class broke")
+
+        def test_never(self) -> None:
+            pass
+
+    report = JUnitReport()
+    cls = type("R", (JUnitRecording, unittest.TextTestResult), {"junit": report})
+    result = cls(unittest.runner._WritelnDecorator(io.StringIO()), True, 0)  # type: ignore[attr-defined]
+    result.buffer = buffer
+    suite = unittest.TestSuite()
+    loader = unittest.defaultTestLoader
+    suite.addTests(loader.loadTestsFromTestCase(Sample))
+    suite.addTests(loader.loadTestsFromTestCase(BrokenClass))
+    result.startTestRun()
+    suite.run(result)
+    result.stopTestRun()
+    return report, result
+
+
+class JUnitTests(unittest.TestCase):
+    def test_valid_and_counted(self) -> None:
+        report, _ = run_sample()
+        root = check_junit_schema(self, report.to_xml())
+        suite = root.find("testsuite")
+        assert suite is not None
+        self.assertEqual(
+            (
+                suite.get("tests"),
+                suite.get("failures"),
+                suite.get("errors"),
+                suite.get("skipped"),
+            ),
+            ("8", "3", "2", "1"),
+        )
+
+    def test_outcomes_per_case(self) -> None:
+        report, _ = run_sample()
+        outcome = {
+            c.get("name"): _first_problem(c)
+            for c in ET.fromstring(report.to_xml()).iter("testcase")
+        }
+        self.assertEqual(
+            outcome,
+            {"test_ok": None, "test_fail": "failure", "test_error": "error",
+             "test_skip": "skipped", "test_subtests": "failure", "test_expected": None,
+             "test_unexpected": "failure", "setUpClass": "error"},
+        )  # fmt: skip
+
+    def test_failure_text_type_and_message(self) -> None:
+        root = ET.fromstring(run_sample()[0].to_xml())
+        fail = next(c for c in root.iter("testcase") if c.get("name") == "test_fail")
+        failure = fail.find("failure")
+        assert failure is not None
+        self.assertEqual(failure.get("type"), "AssertionError")
+        self.assertEqual(failure.get("message"), "1 != 2")
+        self.assertIn("Traceback (most recent call last)", failure.text or "")
+        subtests = next(
+            c for c in root.iter("testcase") if c.get("name") == "test_subtests"
+        )
+        self.assertEqual((subtests.find("failure").text or "").count("Traceback"), 2)  # type: ignore[union-attr]
+        broken = next(c for c in root.iter("testcase") if c.get("name") == "setUpClass")
+        self.assertTrue(broken.get("classname", "").endswith("BrokenClass"))
+
+    def test_control_characters_are_escaped(self) -> None:
+        xml = run_sample()[0].to_xml()
+        self.assertNotIn("\x1b", xml)
+        self.assertIn("\\x1b[31m", xml)
+
+    def test_buffered_output_is_kept(self) -> None:
+        root = ET.fromstring(run_sample(buffer=True)[0].to_xml())
+        ok = next(c for c in root.iter("testcase") if c.get("name") == "test_ok")
+        self.assertEqual(ok.findtext("system-out"), "hello from test_ok\n")
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class ProgressTests(unittest.TestCase):
+    def test_a_log_gets_the_first_and_the_last_line_not_every_one(self) -> None:
+        stream = io.StringIO()
+        progress = Progress(stream, 3, verbosity=2)
+        progress.count(failed=False, skipped=False)
+        progress.unit_done(1, ["checkout"])
+        progress.unit_done(2, [])  # within LOG_INTERVAL: not written
+        progress.count(failed=True, skipped=False)
+        progress.unit_done(3, [])
+        lines = stream.getvalue().splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertRegex(
+            lines[0],
+            r"^\[1/3 units \| 1 passed, 0 failed \| [\d.]+s \| running: checkout\]$",
+        )
+        self.assertRegex(lines[1], r"^\[3/3 units \| 1 passed, 1 failed \| [\d.]+s\]$")
+
+    def test_a_terminal_gets_every_unit_dimmed(self) -> None:
+        stream = FakeTTY()
+        progress = Progress(stream, 2, verbosity=1)
+        progress.unit_done(1, ["a"])
+        progress.unit_done(2, [])
+        lines = stream.getvalue().splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(all(line.startswith(" \x1b[2m[") for line in lines))
+
+    def test_nothing_at_verbosity_zero(self) -> None:
+        stream = FakeTTY()
+        Progress(stream, 1, verbosity=0).unit_done(1, [])
+        self.assertEqual(stream.getvalue(), "")
