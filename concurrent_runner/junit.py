@@ -151,21 +151,34 @@ class JUnitRecording:
 
     junit: JUnitReport
 
+    _junit_case: Case | None = None
+
     def startTest(self, test: unittest.TestCase) -> None:
         self._junit_flush()
         super().startTest(test)  # type: ignore[misc]
+        self._junit_begin(test)
+
+    def _junit_begin(self, test: unittest.TestCase) -> Case:
         classname, name = _names(test)
         self._junit_case = Case(classname, name)
         self._junit_start = time.monotonic()
         self._junit_duration: float | None = None
+        return self._junit_case
+
+    def addSkip(self, test: unittest.TestCase, reason: str) -> None:
+        if self._junit_case is None:  # skipped without startTest (3.12+)
+            self._junit_flush()
+            self._junit_begin(test)
+        super().addSkip(test, reason)  # type: ignore[misc]
 
     def replayed_record(self, test: Any, record: Any) -> None:
         """From replay: the worker's duration and captured output."""
+        case = self._junit_case or self._junit_begin(test)
         self._junit_duration = record.duration
-        self._junit_case.stdout, self._junit_case.stderr = record.stdout, record.stderr
+        case.stdout, case.stderr = record.stdout, record.stderr
 
     def stopTest(self, test: unittest.TestCase) -> None:
-        case = self._junit_case
+        case = self._junit_case or self._junit_begin(test)
         if getattr(self, "buffer", False) and not (case.stdout or case.stderr):
             out = getattr(self, "_stdout_buffer", None)
             err = getattr(self, "_stderr_buffer", None)
@@ -178,7 +191,7 @@ class JUnitRecording:
         )
         self._junit_flush(case)
         self.junit.cases.append(case)
-        self._junit_case = None  # type: ignore[assignment]
+        self._junit_case = None
 
     def stopTestRun(self) -> None:
         self._junit_flush()

@@ -129,6 +129,9 @@ class TestRecord:
     stdout: str = ""
     stderr: str = ""
     sql: str = ""
+    #: False for a test skipped before it started (Python 3.12+ reports such
+    #: a skip without startTest, and does not count it as run).
+    started: bool = True
 
     @property
     def failed(self) -> bool:

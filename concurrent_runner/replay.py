@@ -63,7 +63,8 @@ def _debug_sql_stream(result: unittest.TestResult) -> Any:
 
 
 def replay_test(result: unittest.TestResult, test: Any, record: p.TestRecord) -> None:
-    result.startTest(test)
+    if record.started:
+        result.startTest(test)
     # Written after startTest, so that with --buffer the result captures it
     # exactly as if the test had printed it here.
     if record.stdout:

@@ -292,6 +292,10 @@ class RecordingResult:
     timeline: Timeline
 
     def startTest(self, test: unittest.TestCase) -> None:
+        self._timeline_bar_for(test).tests.append(test.id())
+        super().startTest(test)  # type: ignore[misc]
+
+    def _timeline_bar_for(self, test: unittest.TestCase) -> Bar:
         label = f"{type(test).__module__}.{type(test).__qualname__}"
         current = getattr(self, "_timeline_bar", None)
         now = self.timeline.now()
@@ -315,12 +319,13 @@ class RecordingResult:
             )
             self._timeline_bar = current
             self._timeline_failures = self._failure_count()
-        current.tests.append(test.id())
-        super().startTest(test)  # type: ignore[misc]
+        return current
 
     def stopTest(self, test: unittest.TestCase) -> None:
         super().stopTest(test)  # type: ignore[misc]
-        bar = self._timeline_bar
+        bar = self._timeline_bar_for(test)  # skipped tests never start (3.12+)
+        if test.id() not in bar.tests:
+            bar.tests.append(test.id())
         bar.end = self.timeline.now()
         if self._failure_count() > self._timeline_failures:
             bar.outcome = "failed"

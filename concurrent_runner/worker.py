@@ -95,7 +95,8 @@ class WorkerResult(unittest.TestResult):
 
     def stopTest(self, test: Any) -> None:
         record = self._record
-        assert record is not None
+        if record is None:  # stopped without starting: skipped (3.12+)
+            record = self._record = p.TestRecord(self._index[id(test)], started=False)
         escaping = sys.exc_info()
         if escaping[0] is not None and issubclass(escaping[0], KeyboardInterrupt):
             # unittest lets KeyboardInterrupt out of the test and calls
@@ -137,6 +138,9 @@ class WorkerResult(unittest.TestResult):
 
     def _outcome(self, test: Any, outcome: p.Outcome) -> bool:
         """Attach to the running test; False for class/module-level events."""
+        if self._record is None and id(test) in self._index:
+            # Python 3.12+ skips a test without starting it.
+            self._record = p.TestRecord(self._index[id(test)], started=False)
         if isinstance(test, unittest.suite._ErrorHolder) or self._record is None:  # type: ignore[attr-defined]
             description = (
                 test.description if hasattr(test, "description") else str(test)

@@ -14,7 +14,7 @@ from pathlib import Path
 from django.db import connection
 from django.test import SimpleTestCase
 
-from .e2e import manage, server_databases, start_manage
+from .e2e import OUTCOMES_RAN, manage, server_databases, start_manage
 
 PARALLEL = ("--parallel-groups", "2")
 E2E_DATABASES = r"test_e2e(_other)?(_\d+)?"
@@ -99,7 +99,7 @@ class StartupAndImportTests(LeavesNoDatabase):
 
     def test_unpicklable_failure_does_not_abort_the_run(self):
         result = manage("outcomes", *PARALLEL)
-        self.assertEqual(result.ran, 10)
+        self.assertEqual(result.ran, OUTCOMES_RAN)
         self.assertIn("Unpicklable raised by test_unpicklable", result.output)
 
 

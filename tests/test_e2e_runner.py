@@ -11,7 +11,7 @@ from pathlib import Path
 from django.db import connection
 from django.test import SimpleTestCase
 
-from .e2e import E2E_PROJECT, manage, run
+from .e2e import E2E_PROJECT, OUTCOMES_RAN, manage, run
 
 PARALLEL = ("--parallel-groups", "2")
 
@@ -215,7 +215,7 @@ class FlagTests(SimpleTestCase):
     def test_reverse(self):
         result = manage("outcomes", "--reverse", "-v", "2", *PARALLEL)
         self.assertEqual(result.returncode, 1)
-        self.assertEqual(result.ran, 10)
+        self.assertEqual(result.ran, OUTCOMES_RAN)
         self.assertIn("Phase 1", result.output)
 
     def test_shuffle_seed_gives_the_same_plan(self):
