@@ -203,7 +203,11 @@ class Runner(DiscoverRunner):
             return self._list_groups(test_labels)
         rundir = Path(tempfile.mkdtemp(prefix="concurrent-runner-"))
         self._rundir = rundir
-        if self.timeline_path is not None or self.verbosity >= 2:
+        # -v 2 ends a parallel run with its timings; an in-process run stays
+        # exactly DiscoverRunner's unless a timeline is asked for.
+        if self.timeline_path is not None or (
+            self.verbosity >= 2 and self.parallel_groups > 1
+        ):
             from .timeline import Timeline
 
             self.timeline = Timeline()
@@ -341,7 +345,7 @@ class Runner(DiscoverRunner):
 
     def run_suite(self, suite: Any, **kwargs: Any) -> Any:
         result = super().run_suite(suite, **kwargs)
-        if self.verbosity >= 2 and self.timeline is not None:
+        if self.verbosity >= 2 and self.timeline is not None and self._suite:
             from .timeline import summarise, timings_lines
 
             for line in timings_lines(summarise(self.timeline)):

@@ -428,3 +428,24 @@ class ReportTests(SimpleTestCase):
         self.assertNotIn(
             "Timings:", manage("stopping", "--parallel-groups", "2").output
         )
+
+
+class InProcessOutputTests(SimpleTestCase):
+    def test_verbose_in_process_output_is_discover_runners_line_for_line(self):
+        # Suites that do not depend on the one documented difference (an
+        # in-memory SQLite test database becomes a file).
+        def lines(result):
+            # Timing figures and temporary paths differ from run to run.
+            text = re.sub(r"\d+\.\d+s", "Xs", result.output)
+            return re.sub(r"/tmp/\S+", "PATH", text).splitlines()
+
+        ours = manage("outcomes", "stopping.tests.AFailsFirst", "-v", "2")
+        django = manage(
+            "outcomes", "stopping.tests.AFailsFirst", "-v", "2",
+            "--testrunner", "django.test.runner.DiscoverRunner",
+        )  # fmt: skip
+        self.assertEqual(ours.returncode, django.returncode)
+        self.assertNotIn("Timings:", ours.output)
+        ours_lines = [line for line in lines(ours) if "test database" not in line]
+        django_lines = [line for line in lines(django) if "test database" not in line]
+        self.assertEqual(ours_lines, django_lines)
