@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import unittest
 import xml.etree.ElementTree as ET
@@ -99,7 +100,8 @@ def run_sample(buffer: bool = False) -> tuple[JUnitReport, Any]:
     suite.addTests(loader.loadTestsFromTestCase(Sample))
     suite.addTests(loader.loadTestsFromTestCase(BrokenClass))
     result.startTestRun()
-    suite.run(result)
+    with contextlib.redirect_stdout(io.StringIO()):  # test_ok prints
+        suite.run(result)
     result.stopTestRun()
     return report, result
 
