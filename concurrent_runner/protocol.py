@@ -156,6 +156,8 @@ class Configure:
     databases: dict[str, dict[str, Any] | str]
     serialized: dict[str, str]
     debug_sql: bool
+    #: The run's directory, whose SQLite files take synchronous=OFF (or "").
+    fast_sqlite_dir: str = ""
 
 
 @dataclass

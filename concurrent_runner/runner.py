@@ -216,11 +216,12 @@ class Runner(DiscoverRunner):
 
             self.junit = JUnitReport()
         try:
-            from .databases import file_backed_sqlite
+            from .databases import file_backed_sqlite, tuned_sqlite
 
             with (
                 _sigterm_interrupts(),
                 file_backed_sqlite(rundir),
+                tuned_sqlite(rundir),
                 _shared_sync_dir(rundir / "sync"),
             ):
                 return super().run_tests(test_labels, **kwargs)
@@ -442,6 +443,7 @@ class Runner(DiscoverRunner):
                         databases.slot_settings(old_config, slot),
                         serialized,
                         self.debug_sql,
+                        fast_sqlite_dir=self._fast_sqlite_dir(),
                     )
                     for slot in range(1, suite.plan.workers + 1)
                 }
@@ -455,6 +457,13 @@ class Runner(DiscoverRunner):
             databases.drop_planned(planned, keepdb=self.keepdb)
             raise
         return old_config
+
+    def _fast_sqlite_dir(self) -> str:
+        from django.conf import settings
+
+        if not getattr(settings, "CONCURRENT_RUNNER_FAST_SQLITE", True):
+            return ""
+        return str(self._rundir or "")
 
     @contextlib.contextmanager
     def _timed_bar(self, label: str) -> Iterator[None]:

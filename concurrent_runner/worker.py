@@ -212,6 +212,12 @@ def connections_debug_sql() -> bool:
 
 def use_databases(config: p.Configure) -> None:
     """Point every alias at this slot's clone, in place as Django expects."""
+    if config.fast_sqlite_dir:
+        from django.db.backends.signals import connection_created
+
+        from .databases import fast_sqlite
+
+        connection_created.connect(fast_sqlite(config.fast_sqlite_dir), weak=False)
     for alias, target in config.databases.items():
         if isinstance(target, dict):
             connection = connections[alias]

@@ -449,3 +449,15 @@ class InProcessOutputTests(SimpleTestCase):
         ours_lines = [line for line in lines(ours) if "test database" not in line]
         django_lines = [line for line in lines(django) if "test database" not in line]
         self.assertEqual(ours_lines, django_lines)
+
+
+class SqliteTuningTests(SimpleTestCase):
+    def test_runner_made_sqlite_files_skip_fsync_unless_switched_off(self):
+        if connection.vendor != "sqlite":
+            self.skipTest("about the runner's own SQLite files")
+        for fast, expected in (("1", "0"), ("0", "2")):  # 0: OFF, 2: FULL
+            for args in ((), PARALLEL):
+                with self.subTest(fast=fast, args=args):
+                    env = {"FAST_SQLITE": fast, "EXPECT_SYNCHRONOUS": expected}
+                    result = manage("tuning", *args, env=env)
+                    self.assertEqual(result.returncode, 0, result.output)

@@ -31,4 +31,5 @@ DATABASES = {
     "replica": {**database("e2e"), "TEST": {"MIRROR": "default"}},
 }
 TEST_RUNNER = "concurrent_runner.Runner"
+CONCURRENT_RUNNER_FAST_SQLITE = os.environ.get("FAST_SQLITE", "1") == "1"
 CONCURRENT_RUNNER_DURATIONS_FILE = os.environ.get("DURATIONS_FILE", os.devnull)
