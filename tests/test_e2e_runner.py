@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
@@ -386,12 +387,31 @@ class ReportTests(SimpleTestCase):
             result = manage("outcomes", "--junit-xml", str(path), *args)
             self.assertIn("JUnit XML report written to", result.output)
             xml = path.read_text()
+            self.read_as_ci_does(path)
         check_junit_schema(self, xml)
         cases = {
             (c.get("classname"), c.get("name")): (_first_problem(c), c)
             for c in ET.fromstring(xml).iter("testcase")
         }
         return result, cases
+
+    def read_as_ci_does(self, path):
+        """junitparser is what GitHub's popular test-result reporter reads
+        reports with; .ci/run installs it, so in CI this cannot be skipped."""
+        try:
+            import junitparser
+        except ImportError:
+            if os.environ.get("CI"):
+                self.fail("junitparser is not installed; .ci/run installs it")
+            return
+        report = junitparser.JUnitXml.fromfile(str(path))
+        suites = list(report)
+        self.assertEqual(len(suites), 1)
+        cases = list(suites[0])
+        self.assertEqual(suites[0].tests, len(cases))
+        failed = [c for c in cases if not c.is_passed and not c.is_skipped]
+        self.assertEqual(len(failed), suites[0].failures + suites[0].errors)
+        self.assertEqual(sum(c.is_skipped for c in cases), suites[0].skipped)
 
     def test_junit_xml_same_in_parallel_and_in_process(self):
         parallel, cases = self.junit("--parallel-groups", "3")
