@@ -117,6 +117,7 @@ class GroupedParallelSuite(unittest.TestSuite):
     def run(self, result: unittest.TestResult, debug: bool = False) -> Any:
         self.remaining = {i: list(u.indices) for i, u in enumerate(self.units)}
         dispatcher = Dispatcher(self.plan)
+        sys.stdout.flush()  # the plan, logged to stdout, before any result
         stream = getattr(result, "stream", None) or sys.stderr
         self.progress = Progress(stream, len(self.units), verbosity=self.verbosity)
         stopping_since: float | None = None

@@ -9,6 +9,7 @@ output.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -57,5 +58,6 @@ class Progress:
         if self.tty:
             text = f"\x1b[2m{text}\x1b[0m"
         prefix = " " if self.verbosity == 1 else ""
+        sys.stdout.flush()  # keep earlier stdout lines before this one in logs
         self.stream.write(f"{prefix}{text}\n")
         self.stream.flush()

@@ -63,14 +63,20 @@ def _debug_sql_stream(result: unittest.TestResult) -> Any:
 
 
 def replay_test(result: unittest.TestResult, test: Any, record: p.TestRecord) -> None:
+    # stdout is block-buffered in a log, stderr (the result's stream) is not:
+    # flush at the edges of each test so that, in a file holding both, what
+    # a test printed stays next to its own status line.
+    sys.stdout.flush()
     if record.started:
         result.startTest(test)
     # Written after startTest, so that with --buffer the result captures it
     # exactly as if the test had printed it here.
     if record.stdout:
         sys.stdout.write(record.stdout)
+        sys.stdout.flush()
     if record.stderr:
         sys.stderr.write(record.stderr)
+        sys.stderr.flush()
     sql_stream = _debug_sql_stream(result)
     if record.sql and sql_stream is not None:
         sql_stream.write(record.sql)

@@ -345,6 +345,9 @@ class Runner(DiscoverRunner):
         return self._suite
 
     def run_suite(self, suite: Any, **kwargs: Any) -> Any:
+        # What setup wrote to stdout (migrate's "Applying ... OK") must not
+        # surface in the middle of the results when both go to one log.
+        sys.stdout.flush()
         result = super().run_suite(suite, **kwargs)
         if self.verbosity >= 2 and self.timeline is not None and self._suite:
             from .timeline import summarise, timings_lines

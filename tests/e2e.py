@@ -90,8 +90,14 @@ class Started:
         # A private TMPDIR: whatever the run leaves in it is the run's own.
         self.tmpdir = Path(tempfile.mkdtemp(prefix="e2e-tmp-"))
         self.argv = args if os.path.isabs(args[0]) else [sys.executable, *args]
+        base = dict(os.environ)
+        base.pop("CONCURRENT_RUNNER_WORKER", None)
         full_env = {
-            **os.environ,
+            **base,
+            # Unbuffered by default, so that runs compared with each other
+            # interleave stdout and stderr the same way whatever the shell
+            # says; a test of buffered output passes PYTHONUNBUFFERED="".
+            "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(
                 [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
             ),
@@ -100,7 +106,6 @@ class Started:
             "PYTHONFAULTHANDLER": "1",
             **(env or {}),
         }
-        full_env.pop("CONCURRENT_RUNNER_WORKER", None)
         self.output_path = self.tmpdir.parent / f"{self.tmpdir.name}.out"
         with open(self.output_path, "wb") as out:
             self.process = subprocess.Popen(

@@ -35,6 +35,8 @@ def _overlap(a: dict, b: dict) -> bool:
 
 
 class ExampleSuiteTests(SimpleTestCase):
+    maxDiff = None
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()

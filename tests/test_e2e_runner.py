@@ -459,10 +459,12 @@ class InProcessOutputTests(SimpleTestCase):
             text = re.sub(r"\d+\.\d+s", "Xs", result.output)
             return re.sub(r"/tmp/\S+", "PATH", text).splitlines()
 
-        ours = manage("outcomes", "stopping.tests.AFailsFirst", "-v", "2")
+        # Unbuffered, so that both interleave stdout and stderr the same way.
+        env = {"PYTHONUNBUFFERED": "1"}
+        ours = manage("outcomes", "stopping.tests.AFailsFirst", "-v", "2", env=env)
         django = manage(
             "outcomes", "stopping.tests.AFailsFirst", "-v", "2",
-            "--testrunner", "django.test.runner.DiscoverRunner",
+            "--testrunner", "django.test.runner.DiscoverRunner", env=env,
         )  # fmt: skip
         self.assertEqual(ours.returncode, django.returncode)
         self.assertNotIn("Timings:", ours.output)
@@ -481,3 +483,18 @@ class SqliteTuningTests(SimpleTestCase):
                     env = {"FAST_SQLITE": fast, "EXPECT_SYNCHRONOUS": expected}
                     result = manage("tuning", *args, env=env)
                     self.assertEqual(result.returncode, 0, result.output)
+
+
+class OutputOrderTests(SimpleTestCase):
+    def test_printed_output_stays_next_to_its_test_in_a_log(self):
+        # stdout and stderr go to one file here, and stdout is block-buffered,
+        # as in a CI log.
+        result = manage("chatty", "-v", "2", *PARALLEL, env={"PYTHONUNBUFFERED": ""})
+        self.assertEqual(result.returncode, 0, result.output)
+        for cls in ("ChattyA", "ChattyB", "ChattyC"):
+            for method in ("test_one", "test_two"):
+                test_id = re.escape(f"chatty.tests.{cls}.{method}")
+                self.assertRegex(
+                    result.output,
+                    rf"{method} \({test_id}\) \.\.\. <<{test_id}>>x{{5000}}\nok\n",
+                )
