@@ -110,6 +110,7 @@ def _run_call(payload: bytes, batch: Batch, go: int, out: int) -> None:
     except BaseException as exc:
         outcome.text = "".join(traceback.format_exception(exc))
         outcome.payload = _dump_error(exc)
+        _flush_output()
         _write_all(out, _frame(_READY))
         _write_all(out, _frame(_RESULT, dill.dumps(outcome)))
         os._exit(0)
@@ -141,8 +142,15 @@ def _run_call(payload: bytes, batch: Batch, go: int, out: int) -> None:
     for alias in connections:
         with contextlib.suppress(Exception):
             connections[alias].close()
+    _flush_output()  # os._exit below would drop what stdout still buffers
     _write_all(out, _frame(_RESULT, dill.dumps(outcome)))
     os._exit(0)
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def _import_path(path: str) -> Any:
@@ -252,6 +260,10 @@ def run_batch(batch: Batch, control: Connection) -> BatchDone:
                 control.close()
                 os.dup2(output.fileno(), 1)
                 os.dup2(output.fileno(), 2)
+                # Both streams share one file: line-buffer stdout like stderr
+                # so what the call prints keeps its order.
+                with contextlib.suppress(Exception):
+                    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 gc.disable()  # a call lives briefly; see _preload
                 _run_call(payload, batch, go_read, write_end)
