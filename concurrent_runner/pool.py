@@ -1,6 +1,7 @@
 """Worker processes, seen from the parent: start, talk, end, reap.
 
-A worker is the command that started the run (``sys.orig_argv``) started
+A worker is forked by the run's fork server (``forking``) where it can be;
+otherwise it is the command that started the run (``sys.orig_argv``) started
 again with ``WORKER_ENV`` set, so ``manage.py test``, ``django-admin test
 --settings=...`` and a ``runtests.py`` all work unchanged. Its stdout and
 stderr go to a log file in the run directory: what a test prints travels
@@ -16,10 +17,12 @@ import signal
 import subprocess
 import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from . import protocol as p
+from .forking import ForkRequest, ForkServer, ForkServerGone
 from .worker import WorkerSpec
 
 #: Seconds a worker has to exit after SIGTERM before it gets SIGKILL.
@@ -41,19 +44,35 @@ class WorkerProcess:
         shuffle_seed: int | None,
         rundir: Path,
         generation: int = 0,
+        forks: ForkServer | None = None,
     ) -> None:
         self.slot = slot
         self.stack_path = rundir / f"worker-{slot}.{generation}.stack"
         self.log_path = rundir / f"worker-{slot}.{generation}.log"
+        forked: tuple[Connection, p.ChildProcess] | None = None
+        if forks is not None:
+            with contextlib.suppress(ForkServerGone):
+                forked = forks.fork_worker(
+                    ForkRequest(
+                        slot,
+                        str(self.log_path),
+                        str(self.stack_path),
+                        run,
+                        shuffle_seed,
+                    )
+                )
+        if forked is None:
 
-        def env_for(fd: int) -> dict[str, str]:
-            spec = WorkerSpec(fd, slot, run, shuffle_seed, str(self.stack_path))
-            return {**os.environ, p.WORKER_ENV: spec.dumps()}
+            def env_for(fd: int) -> dict[str, str]:
+                spec = WorkerSpec(fd, slot, run, shuffle_seed, str(self.stack_path))
+                return {**os.environ, p.WORKER_ENV: spec.dumps()}
 
-        with open(self.log_path, "wb") as log:
-            self.conn, self.process = p.spawn_with_channel(
-                worker_argv(), env_for, stdout=log, stderr=subprocess.STDOUT
-            )
+            with open(self.log_path, "wb") as log:
+                forked = p.spawn_with_channel(
+                    worker_argv(), env_for, stdout=log, stderr=subprocess.STDOUT
+                )
+        self.conn: Connection = forked[0]
+        self.process: p.ChildProcess = forked[1]
         self.started_at = time.monotonic()
         self.ready = False  # said hello
         self.retiring = False  # gave up a unit and is exiting; give it nothing

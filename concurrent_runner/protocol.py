@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import tblib.pickling_support
 
@@ -156,7 +156,7 @@ class Configure:
     databases: dict[str, dict[str, Any] | str]
     serialized: dict[str, str]
     debug_sql: bool
-    #: The run's directory, whose SQLite files take synchronous=OFF (or "").
+    #: The run's directory, whose SQLite files are tuned (databases.fast_sqlite).
     fast_sqlite_dir: str = ""
 
 
@@ -256,15 +256,31 @@ def spawn_with_channel(
     return parent, process
 
 
-def end_process_group(process: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the process's group, SIGKILL it after ``grace``; always reaps."""
+class ChildProcess(Protocol):
+    """What the parent needs of a worker process: a ``Popen``, or a worker
+    forked by the fork server (``forking.ForkedProcess``)."""
+
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def end_process_group(process: ChildProcess, grace: float) -> None:
+    """SIGTERM the process's group, SIGKILL it after ``grace``; reaps it,
+    within bounds (a forked worker is reaped by the fork server)."""
     if process.poll() is None:
         _signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(grace)
         except subprocess.TimeoutExpired:
             _signal_group(process.pid, signal.SIGKILL)
-            process.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(grace)
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -124,6 +124,7 @@ class Runner(DiscoverRunner):
                 f"--parallel and keep --parallel-groups."
             )
         self._suite: Any = None
+        self._forks: Any = None  # the fork server, while workers may start
         self._rundir: Path | None = None
         self._call = 0
 
@@ -321,7 +322,12 @@ class Runner(DiscoverRunner):
 
         def spawn(slot: int, generation: int) -> WorkerProcess:
             return WorkerProcess(
-                slot, run=call, shuffle_seed=seed, rundir=rundir, generation=generation
+                slot,
+                run=call,
+                shuffle_seed=seed,
+                rundir=rundir,
+                generation=generation,
+                forks=self._forks,
             )
 
         self.log(
@@ -407,9 +413,13 @@ class Runner(DiscoverRunner):
             with self._timed_bar("creating the test databases"):
                 return super().setup_databases(**kwargs)
         from . import databases
+        from .forking import ForkServer, fork_workers_enabled
         from .protocol import Configure
 
-        # Workers import and discover while the databases are being built.
+        if fork_workers_enabled():
+            # Now, while this process has the suite and no database yet.
+            self._forks = ForkServer(suite.tests, failfast=self.failfast)
+        # Workers start while the databases are being built.
         suite.start_workers()
         from django.db import connections
 
@@ -501,6 +511,9 @@ class Runner(DiscoverRunner):
     def _stop_workers(self) -> None:
         if self._suite is not None:
             self._suite.shutdown()
+        if self._forks is not None:
+            self._forks.close()
+            self._forks = None
 
 
 def _iter_tests(suite: unittest.TestSuite) -> Iterator[Any]:

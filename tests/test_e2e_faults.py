@@ -79,7 +79,14 @@ class CrashTests(LeavesNoDatabase):
 
 class StartupAndImportTests(LeavesNoDatabase):
     def test_a_worker_that_cannot_start_stops_the_run_with_its_error(self):
-        result = manage("multidb", *PARALLEL, env={"BREAK_WORKER": "1"}, timeout=90)
+        # Only a fresh interpreter loads the settings again; a forked worker
+        # has them already.
+        result = manage(
+            "multidb",
+            *PARALLEL,
+            env={"BREAK_WORKER": "1", "E2E_FORK_WORKERS": "0"},
+            timeout=90,
+        )
         self.assertEqual(result.returncode, 1, result.output)
         self.assertIn("before it could run tests", result.output)
         self.assertIn("e2e_settings refuses to load in a worker", result.output)
@@ -87,7 +94,9 @@ class StartupAndImportTests(LeavesNoDatabase):
         self.assert_no_test_databases()
 
     def test_a_module_that_fails_to_import_only_in_workers(self):
-        result = manage("importfail", "multidb", "-v", "2", *PARALLEL)
+        result = manage(
+            "importfail", "multidb", "-v", "2", *PARALLEL, env={"E2E_FORK_WORKERS": "0"}
+        )
         self.assertEqual(result.returncode, 1, result.output)
         self.assertEqual(result.ran, 9)
         statuses = result.statuses()

@@ -25,6 +25,16 @@ class ReplayTests(SimpleTestCase):
         super().setUpClass()
         cls.serial = manage("outcomes", "-v", "2")
         cls.parallel = manage("outcomes", "-v", "2", "--parallel-groups", "3")
+        # Workers as fresh interpreters (the fallback when forking is not
+        # possible) instead of forks.
+        cls.fresh = manage(
+            "outcomes",
+            "-v",
+            "2",
+            "--parallel-groups",
+            "3",
+            env={"E2E_FORK_WORKERS": "0"},
+        )
 
     def test_same_outcomes_and_exit_code(self):
         self.assertEqual(self.serial.returncode, 1, self.serial.output)
@@ -38,6 +48,12 @@ class ReplayTests(SimpleTestCase):
         self.assertEqual(self.parallel.ran, self.serial.ran)
         self.assertEqual(self.parallel.headers(), self.serial.headers())
         self.assertEqual(self.parallel.statuses(), self.serial.statuses())
+
+    def test_fresh_interpreter_workers_give_the_same_report(self):
+        self.assertEqual(self.fresh.returncode, 1, self.fresh.output)
+        self.assertEqual(self.fresh.summary, self.serial.summary)
+        self.assertEqual(self.fresh.headers(), self.serial.headers())
+        self.assertEqual(self.fresh.statuses(), self.serial.statuses())
 
     def test_tracebacks_come_back_whole(self):
         out = self.parallel.output
@@ -144,6 +160,13 @@ class InvocationTests(SimpleTestCase):
         self.assertIn("configured.py: first=0 second=0", result.output)
         self.assertIn("on 2 worker processes", result.output)
         self.assertEqual(len(re.findall(r"^Ran \d+ tests?", result.output, re.M)), 2)
+
+
+class FreshInterpreterInvocationTests(InvocationTests):
+    """The same, with workers started by re-running the command (the way
+    when forking is off or unavailable)."""
+
+    env = {"EXPECT_CLONES": "1", "E2E_FORK_WORKERS": "0"}
 
 
 class BadGroupTests(SimpleTestCase):
@@ -474,15 +497,21 @@ class InProcessOutputTests(SimpleTestCase):
 
 
 class SqliteTuningTests(SimpleTestCase):
-    def test_runner_made_sqlite_files_skip_fsync_unless_switched_off(self):
+    def test_runner_made_sqlite_files_skip_fsync_and_journal_files(self):
         if connection.vendor != "sqlite":
             self.skipTest("about the runner's own SQLite files")
-        for fast, expected in (("1", "0"), ("0", "2")):  # 0: OFF, 2: FULL
+        # synchronous 0: OFF, 2: FULL.
+        for fast, synchronous, journal in (("1", "0", "persist"), ("0", "2", "delete")):
             for args in ((), PARALLEL):
                 with self.subTest(fast=fast, args=args):
-                    env = {"FAST_SQLITE": fast, "EXPECT_SYNCHRONOUS": expected}
+                    env = {
+                        "FAST_SQLITE": fast,
+                        "EXPECT_SYNCHRONOUS": synchronous,
+                        "EXPECT_JOURNAL_MODE": journal,
+                    }
                     result = manage("tuning", *args, env=env)
                     self.assertEqual(result.returncode, 0, result.output)
+                    self.assertEqual(result.ran, 4)
 
 
 class OutputOrderTests(SimpleTestCase):

@@ -10,6 +10,9 @@ from tests.dbconfig import database
 if os.environ.get("BREAK_WORKER") and os.environ.get("CONCURRENT_RUNNER_WORKER"):
     raise ImportError("e2e_settings refuses to load in a worker (BREAK_WORKER)")
 
+# E2E_FORK_WORKERS=0: workers are fresh interpreters (the fallback path).
+CONCURRENT_RUNNER_FORK_WORKERS = os.environ.get("E2E_FORK_WORKERS") != "0"
+
 SECRET_KEY = "e2e"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

@@ -1,4 +1,5 @@
-"""What the runner does to its own SQLite test databases (EXPECT_SYNCHRONOUS)."""
+"""What the runner does to its own SQLite test databases (EXPECT_SYNCHRONOUS,
+EXPECT_JOURNAL_MODE)."""
 
 import os
 
@@ -12,6 +13,12 @@ class SqliteTuning(TransactionTestCase):
             cursor.execute("PRAGMA synchronous")
             value = cursor.fetchone()[0]
         self.assertEqual(str(value), os.environ["EXPECT_SYNCHRONOUS"])
+
+    def test_journal_mode(self):
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            value = cursor.fetchone()[0]
+        self.assertEqual(value, os.environ["EXPECT_JOURNAL_MODE"])
 
 
 class SqliteTuningAgain(SqliteTuning):

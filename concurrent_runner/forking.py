@@ -1,0 +1,329 @@
+"""Workers forked from a copy of the parent, taken before any database exists.
+
+Starting a worker as a fresh interpreter costs an import of Django and the
+project and a second discovery of the suite, for every worker, on cores the
+parent needs for migrations. Instead, right after discovery the parent forks
+one *fork server*: a copy of itself with Django set up, the suite built and
+no database connection, no thread and nothing else running. For every
+worker the parent sends it one end of a new socket pair; it forks a child
+that becomes the worker in a few milliseconds, and reports the child's pid
+and, later, how it ended (the fork server is the workers' parent and reaps
+them).
+
+The fork server is never given anything but fork requests, so every worker
+starts from the same clean state, also a replacement started mid-run after a
+crash. Where forking is unsafe or unavailable (not Linux, other threads
+running, ``CONCURRENT_RUNNER_FORK_WORKERS = False``) or the fork server is
+gone, workers are fresh interpreters again (``pool.WorkerProcess``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing.connection
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle, send_handle
+from typing import Any
+
+from . import protocol as p
+
+#: Seconds the parent waits for the fork server to report a fork.
+FORK_TIMEOUT = 30.0
+#: Seconds the fork server gives its workers to exit once it is told to stop.
+STOP_GRACE = 5.0
+
+
+def fork_workers_enabled() -> bool:
+    """Whether this process may fork workers (else: fresh interpreters)."""
+    from django.conf import settings
+
+    return (
+        sys.platform.startswith("linux")
+        and getattr(settings, "CONCURRENT_RUNNER_FORK_WORKERS", True)
+        # A fork copies only the calling thread; another thread's locks and
+        # work would be left half-way in every copy.
+        and threading.active_count() == 1
+        and _coverage_follows_forks()
+    )
+
+
+def _coverage_follows_forks() -> bool:
+    """False when coverage.py measures this process but would lose what a
+    forked worker runs: it saves at exit, which a fork ending in ``os._exit``
+    skips, unless ``[run] patch`` has ``fork`` and ``_exit``. A fresh
+    interpreter re-runs ``coverage run ...`` and is measured as before."""
+    coverage = sys.modules.get("coverage")
+    current = getattr(getattr(coverage, "Coverage", None), "current", None)
+    measuring = current() if current is not None else None
+    if measuring is None:
+        return True
+    return {"fork", "_exit"} <= set(getattr(measuring.config, "patch", None) or ())
+
+
+# -- messages between the parent and the fork server --------------------
+
+
+@dataclass
+class ForkRequest:
+    """Fork a worker; the worker's end of its channel follows as an fd."""
+
+    slot: int
+    log_path: str
+    stack_path: str
+    run: int
+    shuffle_seed: int | None
+
+
+@dataclass
+class Forked:
+    pid: int
+
+
+@dataclass
+class Exited:
+    pid: int
+    returncode: int
+
+
+# -- the parent side -----------------------------------------------------
+
+
+class ForkServerGone(Exception):
+    """The fork server exited or stopped answering; start workers fresh."""
+
+
+class ForkedProcess:
+    """A worker forked by the fork server, looked at like a ``Popen``."""
+
+    def __init__(self, server: ForkServer, pid: int) -> None:
+        self._server = server
+        self.pid = pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._server.returncodes.get(self.pid)
+
+    def poll(self) -> int | None:
+        self._server.pump(0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        # Bounded even without a timeout: a worker killed with SIGKILL is
+        # reaped at once, unless its reaper is gone too.
+        limit = FORK_TIMEOUT if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while self.returncode is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._server.alive:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", limit)
+            self._server.pump(min(remaining, 0.05))
+        return self.returncode
+
+
+class ForkServer:
+    """Forks a copy of this process to fork workers from; see the module."""
+
+    def __init__(self, tests: Sequence[Any], *, failfast: bool) -> None:
+        from django.db import connections
+
+        # The copy must not share a database connection with us, nor print
+        # what we have buffered a second time.
+        connections.close_all()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.control, child_end = p.channel_pair()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - measured in the fork's own data
+            code = 1
+            try:
+                self.control.close()
+                _serve_forks(p.connect_child(child_end.detach()), tests, failfast)
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                # Never return into the parent's stack (its finally blocks
+                # would drop databases and remove the run directory).
+                os._exit(code)
+        child_end.close()
+        self.pid = pid
+        self.alive = True
+        self._reaped = False
+        self._forked: list[int] = []
+        #: pid -> how a worker ended, as Popen.returncode says it
+        self.returncodes: dict[int, int] = {}
+
+    def fork_worker(self, request: ForkRequest) -> tuple[Connection, ForkedProcess]:
+        """A new worker and the parent's end of its channel."""
+        if not self.alive:
+            raise ForkServerGone
+        parent_end, child_end = p.channel_pair()
+        try:
+            self.control.send(request)
+            send_handle(self.control, child_end.fileno(), self.pid)
+        except OSError:
+            parent_end.close()
+            self._gone()
+            raise ForkServerGone from None
+        finally:
+            child_end.close()
+        deadline = time.monotonic() + FORK_TIMEOUT
+        while not self._forked:
+            if not self.alive or time.monotonic() > deadline:
+                parent_end.close()
+                self._gone()
+                raise ForkServerGone
+            self.pump(0.05)
+        return parent_end, ForkedProcess(self, self._forked.pop(0))
+
+    def pump(self, timeout: float) -> None:
+        """Take in what the fork server has said, waiting up to ``timeout``."""
+        if not self.alive:
+            return
+        try:
+            if not self.control.poll(timeout):
+                return
+            while True:
+                match self.control.recv():
+                    case Forked(pid=pid):
+                        self._forked.append(pid)
+                    case Exited(pid=pid, returncode=code):
+                        self.returncodes[pid] = code
+                if not self.control.poll():
+                    return
+        except (EOFError, OSError):
+            self._gone()
+
+    def _gone(self) -> None:
+        if self.alive:
+            self.alive = False
+            self.control.close()
+
+    def close(self, grace: float = STOP_GRACE) -> None:
+        """Stop the fork server (it ends its remaining workers) and reap it;
+        safe to call more than once."""
+        self._gone()
+        if self._reaped:
+            return
+        self._reaped = True
+        deadline = time.monotonic() + grace + 1.0
+        while time.monotonic() < deadline:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return
+            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+
+
+# -- the fork server -------------------------------------------------------
+
+
+def _serve_forks(control: Connection, tests: Sequence[Any], failfast: bool) -> None:
+    """Fork a worker per request and reap them; ends when the parent does."""
+    os.setsid()  # a Ctrl-C at the terminal is the parent's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A worker's exit wakes the loop at once (through the pipe), so the
+    # parent learns of it without polling delays.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    children: set[int] = set()
+    try:
+        while True:
+            ready = multiprocessing.connection.wait([control, wake_r], timeout=1.0)
+            if wake_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 4096)
+            _reap(children, control)
+            if control not in ready:
+                continue
+            try:
+                request = control.recv()
+                fd = recv_handle(control)
+            except (EOFError, OSError):
+                return  # the parent closed its end or is gone
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    for fd_ in (wake_r, wake_w):
+                        os.close(fd_)
+                    control.close()
+                    _become_worker(fd, request, tests, failfast)
+                    code = 0
+                except BaseException:
+                    traceback.print_exc()
+                finally:
+                    with contextlib.suppress(Exception):
+                        sys.stdout.flush()
+                        sys.stderr.flush()
+                    os._exit(code)
+            os.close(fd)
+            children.add(pid)
+            control.send(Forked(pid))
+    finally:
+        _end_children(children)
+
+
+def _reap(children: set[int], control: Connection) -> None:
+    for pid in list(children):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            children.discard(pid)
+            with contextlib.suppress(OSError):
+                control.send(Exited(pid, os.waitstatus_to_exitcode(status)))
+
+
+def _end_children(children: set[int]) -> None:
+    """SIGTERM what is left, SIGKILL it after a grace period, reap it all."""
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    while children and time.monotonic() < deadline:
+        for pid in list(children):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                children.discard(pid)
+        time.sleep(0.02)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _become_worker(
+    fd: int, request: ForkRequest, tests: Sequence[Any], failfast: bool
+) -> None:
+    """In the forked child: the same set-up a fresh worker gets, then serve."""
+    from .worker import WorkerSpec, dump_stacks_on_sigusr1, serve
+
+    os.setsid()  # its own group, ended with whatever it starts
+    # The same marker a fresh worker has, for code that asks where it runs.
+    spec = WorkerSpec(
+        fd, request.slot, request.run, request.shuffle_seed, request.stack_path
+    )
+    os.environ[p.WORKER_ENV] = spec.dumps()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with open(os.devnull, "rb") as devnull:
+        os.dup2(devnull.fileno(), 0)
+    with open(request.log_path, "wb") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    dump_stacks_on_sigusr1(request.stack_path)
+    serve(p.connect_child(fd), tests, failfast=failfast)

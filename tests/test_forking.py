@@ -1,0 +1,174 @@
+"""The fork server, with real forks of this test process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import unittest
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from django.test import SimpleTestCase, override_settings
+
+from concurrent_runner import protocol as p
+from concurrent_runner.forking import (
+    ForkRequest,
+    ForkServer,
+    ForkServerGone,
+    fork_workers_enabled,
+)
+from concurrent_runner.pool import WorkerProcess
+
+#: Seconds any single wait in these tests may take.
+BOUND = 15.0
+
+
+def samples() -> list[unittest.TestCase]:
+    """What the forked workers run (defined here so discovery skips it)."""
+
+    class Sample(unittest.TestCase):
+        def test_pass(self) -> None:
+            pass
+
+        def test_fail(self) -> None:
+            self.fail("as planned")
+
+        def test_where(self) -> None:
+            spec = json.loads(os.environ[p.WORKER_ENV])
+            print(os.getpid(), os.getppid(), spec["slot"])
+
+    return [Sample("test_pass"), Sample("test_fail"), Sample("test_where")]
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+class ForkServerTests(SimpleTestCase):
+    def setUp(self) -> None:
+        self.tests = samples()
+        self.tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.tmp)
+        self.server = ForkServer(self.tests, failfast=False)
+        self.addCleanup(self.server.close)
+
+    def fork(self, slot: int = 1) -> tuple[Any, Any]:
+        conn, process = self.server.fork_worker(
+            ForkRequest(
+                slot,
+                str(self.tmp / f"{slot}.log"),
+                str(self.tmp / f"{slot}.stack"),
+                run=1,
+                shuffle_seed=None,
+            )
+        )
+        self.addCleanup(conn.close)
+        hello = self.receive(conn)
+        self.assertIsInstance(hello, p.Hello)
+        self.assertEqual(hello.pid, process.pid)
+        self.assertEqual(hello.test_ids, [test.id() for test in self.tests])
+        conn.send(p.Configure({}, {}, debug_sql=False))
+        return conn, process
+
+    def receive(self, conn: Any) -> Any:
+        self.assertTrue(conn.poll(BOUND), "the worker said nothing")
+        return conn.recv()
+
+    def run_unit(self, conn: Any, indices: list[int]) -> list[p.TestRecord]:
+        conn.send(p.RunUnit(0, indices))
+        records = []
+        while not isinstance(message := self.receive(conn), p.UnitDone):
+            if isinstance(message, p.TestDone):
+                records.append(message.record)
+        return records
+
+    def test_a_forked_worker_runs_units_and_reports_each_test(self) -> None:
+        conn, process = self.fork()
+        records = self.run_unit(conn, [0, 1])
+        self.assertEqual(
+            [type(o) for r in records for o in r.outcomes], [p.Success, p.Failure]
+        )
+        # It takes more units until told to stop, then exits cleanly.
+        self.assertEqual(len(self.run_unit(conn, [2])), 1)
+        conn.send(p.Stop())
+        self.assertEqual(process.wait(BOUND), 0)
+
+    def test_workers_are_children_of_the_server_with_the_worker_marker(
+        self,
+    ) -> None:
+        seen = []
+        for slot in (1, 2):
+            conn, process = self.fork(slot)
+            (record,) = self.run_unit(conn, [2])
+            pid, parent, marked_slot = map(int, record.stdout.split())
+            seen.append(pid)
+            self.assertEqual(pid, process.pid)
+            self.assertEqual(parent, self.server.pid)
+            self.assertEqual(marked_slot, slot)
+        self.assertNotIn(os.getpid(), seen)
+        self.assertEqual(len(set(seen)), 2)
+
+    def test_how_a_worker_ended_is_reported(self) -> None:
+        _conn, process = self.fork()
+        self.assertIsNone(process.poll())
+        os.kill(process.pid, signal.SIGKILL)
+        self.assertEqual(process.wait(BOUND), -signal.SIGKILL)
+        _conn, process = self.fork()
+        p.end_process_group(process, grace=BOUND)
+        self.assertEqual(process.returncode, -signal.SIGTERM)
+
+    def test_closing_the_server_ends_and_reaps_every_worker(self) -> None:
+        workers = [self.fork(slot)[1] for slot in (1, 2)]
+        self.server.close()
+        for worker in workers:
+            self.assertTrue(gone(worker.pid), worker.pid)
+        with self.assertRaises(ChildProcessError):
+            os.waitpid(self.server.pid, os.WNOHANG)  # already reaped
+        with self.assertRaises(ForkServerGone):
+            self.fork()
+
+    def test_a_dead_server_means_fresh_interpreters(self) -> None:
+        os.kill(self.server.pid, signal.SIGKILL)
+        with self.assertRaises(ForkServerGone):
+            self.fork()
+        self.assertFalse(self.server.alive)
+        fresh = (mock.Mock(), mock.Mock(pid=12345))
+        with mock.patch.object(p, "spawn_with_channel", return_value=fresh) as spawn:
+            worker = WorkerProcess(
+                1, run=1, shuffle_seed=None, rundir=self.tmp, forks=self.server
+            )
+        spawn.assert_called_once()
+        self.assertIs(worker.process, fresh[1])
+
+
+class WhenToForkTests(SimpleTestCase):
+    def test_by_default_on_linux(self) -> None:
+        with mock.patch("sys.platform", "linux"):
+            self.assertTrue(fork_workers_enabled())
+
+    @override_settings(CONCURRENT_RUNNER_FORK_WORKERS=False)
+    def test_not_when_the_setting_says_no(self) -> None:
+        self.assertFalse(fork_workers_enabled())
+
+    def test_not_where_fork_is_unsafe(self) -> None:
+        with mock.patch("sys.platform", "darwin"):
+            self.assertFalse(fork_workers_enabled())
+
+    def test_not_while_another_thread_runs(self) -> None:
+        release = threading.Event()
+        thread = threading.Thread(target=release.wait, args=(BOUND,))
+        thread.start()
+        try:
+            self.assertFalse(fork_workers_enabled())
+        finally:
+            release.set()
+            thread.join()
