@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,38 +76,81 @@ def slot_settings(old_config: list[tuple[Any, str, bool]], slot: int) -> dict:
 
 
 def clone_all(old_config: list, slots: int, verbosity: int) -> None:
-    """Make a fresh clone of every created database for slots 1..N."""
-    for alias in primaries(old_config):
-        creation = connections[alias].creation
-        for slot in range(1, slots + 1):
-            creation.clone_test_db(suffix=str(slot), verbosity=verbosity, keepdb=False)
+    """Make a fresh clone of every created database for slots 1..N.
+
+    The clones are made at the same time, each by a copy of the alias's
+    connection in a thread of its own: a server copies one template into
+    several databases about as fast as into one (PostgreSQL), or runs the
+    dumps side by side (MySQL/MariaDB).
+    """
+    connections.close_all()  # PostgreSQL copies no template in use
+    jobs = [
+        (alias, slot, verbosity)
+        for alias in primaries(old_config)
+        for slot in range(1, slots + 1)
+    ]
+    _in_threads(_clone, jobs)
+
+
+def _clone(alias: str, slot: int, verbosity: int) -> None:
+    copy = connections[alias].copy()
+    try:
+        copy.creation.clone_test_db(suffix=str(slot), verbosity=verbosity, keepdb=False)
+    finally:
+        copy.close()
+
+
+def _in_threads(function: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
+    """``function(*job)`` for every job, in threads; results in order.
+
+    The first exception is raised once every job that started has ended, and
+    jobs not started yet are dropped (an interrupt leaves nothing half made
+    behind our back).
+    """
+    if not jobs:
+        return []
+    pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="databases")
+    try:
+        futures = [pool.submit(function, *job) for job in jobs]
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def destroy_clones(
     old_config: list, slots: int, verbosity: int, attempts: int = DROP_ATTEMPTS
 ) -> list[str]:
-    """Destroy every clone; try them all, and return what could not go.
+    """Destroy every clone, at the same time; try them all, and return what
+    could not go.
 
     A server may take a moment to notice that a killed worker's connection
     is gone (PostgreSQL refuses to drop a database still in use), so each
     drop is retried briefly.
     """
-    problems = []
-    for alias in primaries(old_config):
-        creation = connections[alias].creation
-        for slot in range(1, slots + 1):
-            for attempt in range(attempts):
-                try:
-                    creation.destroy_test_db(
-                        suffix=str(slot), verbosity=verbosity, keepdb=False
-                    )
-                    break
-                except Exception as exc:
-                    if attempt == attempts - 1:
-                        problems.append(f"clone {slot} of {alias!r}: {exc}")
-                    else:
-                        time.sleep(0.5)
-    return problems
+    jobs = [
+        (alias, slot, verbosity, attempts)
+        for alias in primaries(old_config)
+        for slot in range(1, slots + 1)
+    ]
+    return [problem for problem in _in_threads(_destroy, jobs) if problem]
+
+
+def _destroy(alias: str, slot: int, verbosity: int, attempts: int) -> str | None:
+    copy = connections[alias].copy()
+    try:
+        for attempt in range(attempts):
+            try:
+                copy.creation.destroy_test_db(
+                    suffix=str(slot), verbosity=verbosity, keepdb=False
+                )
+                return None
+            except Exception as exc:
+                if attempt == attempts - 1:
+                    return f"clone {slot} of {alias!r}: {exc}"
+                time.sleep(0.5)
+    finally:
+        copy.close()
+    return None
 
 
 def planned_test_databases(aliases: Any) -> dict[str, tuple[str, Any]]:
