@@ -45,7 +45,6 @@ class GroupedParallelSuite(unittest.TestSuite):
         plan: Plan,
         *,
         spawn: Callable[[int, int], WorkerProcess],
-        log: Callable[[str], None],
         group_timeout: float | None = None,
         timeline: Timeline | None = None,
         verbosity: int = 1,
@@ -55,7 +54,6 @@ class GroupedParallelSuite(unittest.TestSuite):
         self.units = list(units)
         self.plan = plan
         self.spawn = spawn
-        self.log = log
         self.workers: dict[int, WorkerProcess] = {}
         self.configs: dict[int, p.Configure] = {}
         self.generations: dict[int, int] = {}

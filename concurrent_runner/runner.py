@@ -125,6 +125,7 @@ class Runner(DiscoverRunner):
             )
         self._suite: Any = None
         self._forks: Any = None  # the fork server, while workers may start
+        self._recorded: dict[str, float] | None = None
         self._rundir: Path | None = None
         self._call = 0
 
@@ -190,6 +191,7 @@ class Runner(DiscoverRunner):
 
     def run_tests(self, test_labels: list[str], **kwargs: Any) -> int:
         self._call = next(self._calls)
+        self._recorded = None
         if os.environ.get(SERVER_ENV):
             # Started to serve concurrent calls for a project configured by
             # settings.configure() (see calls.server_command), not to test.
@@ -343,7 +345,6 @@ class Runner(DiscoverRunner):
             units,
             plan,
             spawn=spawn,
-            log=self.log,
             group_timeout=self.group_timeout,
             timeline=self.timeline,
             verbosity=self.verbosity,
@@ -362,12 +363,19 @@ class Runner(DiscoverRunner):
                 self.log(line)
         return result
 
+    def _history(self) -> dict[str, float]:
+        """Durations of earlier runs, read once per run."""
+        if self._recorded is None:
+            from . import durations
+
+            self._recorded = durations.load(durations.durations_path())
+        return self._recorded
+
     def _estimates(self, tests: list[Any], units: list[Any]) -> list[float]:
         from . import durations
 
         tests_per_class = Counter(class_label(t) for t in tests)
-        history = durations.load(durations.durations_path())
-        return durations.estimate(units, tests_per_class, history)
+        return durations.estimate(units, tests_per_class, self._history())
 
     def _plan(self, tests: list[Any], units: list[Any]) -> Any:
         from .planning import make_plan
@@ -391,10 +399,8 @@ class Runner(DiscoverRunner):
     def _list_groups(self, test_labels: list[str]) -> int:
         """--list-groups: print the plan, run nothing."""
         self.build_suite(test_labels)
-        from . import durations
-
         count, units, plan = self._listing
-        recorded = bool(durations.load(durations.durations_path()))
+        recorded = bool(self._history())
         unit = "s" if recorded else " (in tests: no durations recorded yet)"
         print(
             f"{count} test(s) in {len(units)} unit(s), {len(plan.phases)} "

@@ -44,7 +44,7 @@ def make_suite(workers: int = 2) -> tuple[GroupedParallelSuite, Dispatcher]:
     tests = make_tests()
     units = build_units(tests)
     plan = make_plan(units, [len(u.indices) for u in units], workers)
-    suite = GroupedParallelSuite(tests, units, plan, spawn=None, log=print)  # type: ignore[arg-type]
+    suite = GroupedParallelSuite(tests, units, plan, spawn=None)  # type: ignore[arg-type]
     suite.remaining = {i: list(u.indices) for i, u in enumerate(units)}
     for slot in range(1, workers + 1):
         worker = FakeWorker(slot)
