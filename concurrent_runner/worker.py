@@ -62,12 +62,20 @@ class WorkerResult(unittest.TestResult):
     travels with its record and the parent can show it in one block.
     """
 
-    def __init__(self, conn: Connection, unit: int, tests: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        unit: int,
+        tests: Sequence[Any],
+        index: dict[int, int] | None = None,
+    ) -> None:
         super().__init__()
         self.buffer = True
         self._conn = conn
         self._unit = unit
-        self._index = {id(test): i for i, test in enumerate(tests)}
+        # id(test) -> its index; made once per worker (``test_index``), not
+        # once per unit, which would cost the size of the suite every time.
+        self._index = test_index(tests) if index is None else index
         self._record: p.TestRecord | None = None
         self._sql: io.StringIO | None = None
         self._sql_handler: logging.Handler | None = None
@@ -206,6 +214,10 @@ class WorkerResult(unittest.TestResult):
         return ""
 
 
+def test_index(tests: Sequence[Any]) -> dict[int, int]:
+    return {id(test): i for i, test in enumerate(tests)}
+
+
 def connections_debug_sql() -> bool:
     return any(connections[alias].force_debug_cursor for alias in connections)
 
@@ -246,9 +258,10 @@ def run_unit(
     tests: Sequence[Any],
     *,
     failfast: bool,
+    index: dict[int, int] | None = None,
 ) -> bool:
     """Run one unit as a top-level suite; False if the worker should stop."""
-    result = WorkerResult(conn, message.unit, tests)
+    result = WorkerResult(conn, message.unit, tests, index)
     result.failfast = failfast
     try:
         unittest.TestSuite([tests[i] for i in message.indices]).run(result)
@@ -301,11 +314,12 @@ def serve(conn: Connection, tests: Sequence[Any], *, failfast: bool) -> None:
         if not isinstance(config, p.Configure):
             return
         use_databases(config)
+        index = test_index(tests)
         while True:
             message = conn.recv()
             if not isinstance(message, p.RunUnit):
                 return
-            if not run_unit(conn, message, tests, failfast=failfast):
+            if not run_unit(conn, message, tests, failfast=failfast, index=index):
                 return
     except (EOFError, OSError):
         # The parent went away; there is nobody left to report to.
