@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-#: Environment variable that holds the control socket's fd for ``--serve``.
-SERVER_ENV = "CONCURRENT_RUNNER_CALL_SERVER"
+from .environment import SERVER_ENV
+
 #: After SIGTERM, seconds a timed-out call has before SIGKILL.
 KILL_GRACE = 1.0
 #: Seconds a call process yields its core after the call; see _run_call.

@@ -16,7 +16,7 @@ import threading
 import time
 import unittest
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
 from .errors import ConfigurationError
@@ -25,7 +25,9 @@ from .planning import Dispatcher, Plan
 from .pool import WorkerProcess
 from .progress import Progress
 from .replay import replay_fixture, replay_test, report_crash, report_unit_crash
-from .timeline import Bar, Timeline
+
+if TYPE_CHECKING:  # imported only when a timeline is recorded
+    from .timeline import Bar, Timeline
 
 #: Seconds a worker may take from start to hello (imports, discovery).
 STARTUP_TIMEOUT = 300.0
@@ -87,6 +89,8 @@ class GroupedParallelSuite(unittest.TestSuite):
         worker = self.spawn(slot, generation)
         self.workers[slot] = worker
         if self.timeline is not None:
+            from .timeline import Bar
+
             now = self.timeline.now()
             self.startup_bars[slot] = self.timeline.add(
                 Bar("startup", slot, f"worker {slot} starting", now, now)
@@ -220,6 +224,8 @@ class GroupedParallelSuite(unittest.TestSuite):
     ) -> None:
         if self.timeline is None:
             return
+        from .timeline import Bar
+
         self.timeline.enter_phase(phase)
         now = self.timeline.now()
         info = self.units[unit]

@@ -24,12 +24,11 @@ from typing import Any, Protocol, TypeAlias
 
 import tblib.pickling_support
 
+from .environment import WORKER_ENV  # noqa: F401 - also named here
+
 tblib.pickling_support.install()
 
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
-
-#: Environment variable that turns a ``manage.py test`` process into a worker.
-WORKER_ENV = "CONCURRENT_RUNNER_WORKER"
 
 
 class RemoteError(Exception):

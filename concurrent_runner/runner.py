@@ -36,7 +36,7 @@ from django.test.utils import (
     teardown_databases as _teardown_databases,
 )
 
-from .call_server import SERVER_ENV
+from .environment import SERVER_ENV
 from .errors import ConfigurationError
 from .groups import build_units, class_label
 from .planning import describe_plan
@@ -553,7 +553,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 def _shared_sync_dir(path: Path) -> Iterator[None]:
     """Give mp_lock & co. one directory for the whole run: this process, its
     workers and their concurrent calls all inherit the variable."""
-    from .sync import SYNC_ENV
+    from .environment import SYNC_ENV
 
     path.mkdir(mode=0o700)
     previous = os.environ.get(SYNC_ENV)

@@ -32,8 +32,7 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, Literal
 
-#: Environment variable naming the run's sync directory.
-SYNC_ENV = "CONCURRENT_RUNNER_SYNC_DIR"
+from .environment import SYNC_ENV
 
 _private: Path | None = None
 _private_pid = 0
