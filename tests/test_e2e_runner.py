@@ -527,3 +527,31 @@ class OutputOrderTests(SimpleTestCase):
                     result.output,
                     rf"{method} \({test_id}\) \.\.\. <<{test_id}>>x{{5000}}\nok\n",
                 )
+
+
+class LongClassTests(SimpleTestCase):
+    def test_a_very_long_class_runs_whole_beside_the_short_ones(self):
+        # Real suites often have one class far longer than the rest.
+        django = manage(
+            "longclass", "-v", "2", "--testrunner", "django.test.runner.DiscoverRunner"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "timeline.json"
+            ours = manage("longclass", "-v", "2", *PARALLEL, "--timeline", str(path))
+            units = json.loads(path.read_text())["units"]
+        self.assertEqual(django.returncode, 0, django.output)
+        self.assertEqual(ours.returncode, 0, ours.output)
+        self.assertEqual((ours.ran, ours.summary), (django.ran, django.summary))
+        self.assertEqual(ours.statuses(), django.statuses())
+        self.assertEqual(len(ours.statuses()), 158)
+        # Planned first (150 tests), so the short classes fill the other
+        # worker while it runs.
+        plan = ours.output.split("Phase 1", 1)[1].splitlines()
+        self.assertIn("longclass.tests.LongClass (estimate 150.00)", plan[1])
+        by_label = {u["label"].rsplit(".", 1)[1]: u for u in units}
+        long = by_label.pop("LongClass")
+        self.assertEqual(len(long["tests"]), 150)
+        self.assertEqual(len(by_label), 4)
+        for short in by_label.values():
+            self.assertNotEqual(short["worker"], long["worker"])
+            self.assertLess(short["start"], long["end"])
