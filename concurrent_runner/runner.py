@@ -423,8 +423,10 @@ class Runner(DiscoverRunner):
         from .protocol import Configure
 
         if fork_workers_enabled():
-            # Now, while this process has the suite and no database yet.
-            self._forks = ForkServer(suite.tests, failfast=self.failfast)
+            # Now, while this process has the suite and no database yet. If
+            # the system will not fork, workers are fresh interpreters.
+            with contextlib.suppress(OSError):
+                self._forks = ForkServer(suite.tests, failfast=self.failfast)
         # Workers start while the databases are being built.
         suite.start_workers()
         from django.db import connections
