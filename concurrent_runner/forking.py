@@ -141,7 +141,12 @@ class ForkServer:
         sys.stdout.flush()
         sys.stderr.flush()
         self.control, child_end = p.channel_pair()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            self.control.close()
+            child_end.close()
+            raise
         if pid == 0:  # pragma: no cover - measured in the fork's own data
             code = 1
             try:
