@@ -150,6 +150,17 @@ class ForkServerTests(SimpleTestCase):
         self.assertIs(worker.process, fresh[1])
 
 
+class ForkFailureTests(SimpleTestCase):
+    def test_a_failed_fork_raises_and_leaves_no_channel_open(self) -> None:
+        before = set(os.listdir("/proc/self/fd"))
+        with (
+            mock.patch("os.fork", side_effect=BlockingIOError(11, "no")),
+            self.assertRaises(OSError),
+        ):
+            ForkServer([], failfast=False)
+        self.assertEqual(set(os.listdir("/proc/self/fd")), before)
+
+
 class WhenToForkTests(SimpleTestCase):
     def test_by_default_on_linux(self) -> None:
         with mock.patch("sys.platform", "linux"):
