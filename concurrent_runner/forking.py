@@ -147,7 +147,7 @@ class ForkServer:
             self.control.close()
             child_end.close()
             raise
-        if pid == 0:  # pragma: no cover - measured in the fork's own data
+        if pid == 0:  # the fork server
             code = 1
             try:
                 self.control.close()
