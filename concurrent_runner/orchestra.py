@@ -86,14 +86,14 @@ class GroupedParallelSuite(unittest.TestSuite):
     def _start(self, slot: int) -> WorkerProcess:
         generation = self.generations.get(slot, -1) + 1
         self.generations[slot] = generation
+        asked = self.timeline.now() if self.timeline is not None else 0.0
         worker = self.spawn(slot, generation)
         self.workers[slot] = worker
         if self.timeline is not None:
             from .timeline import Bar
 
-            now = self.timeline.now()
             self.startup_bars[slot] = self.timeline.add(
-                Bar("startup", slot, f"worker {slot} starting", now, now)
+                Bar("startup", slot, f"worker {slot} starting", asked, asked)
             )
         if slot in self.configs:
             worker.send(self.configs[slot])
@@ -308,10 +308,15 @@ class GroupedParallelSuite(unittest.TestSuite):
         result: unittest.TestResult,
     ) -> None:
         match message:
-            case p.Hello(test_ids=ids, import_errors=errors):
+            case p.Hello(test_ids=ids, import_errors=errors, ready_at=ready_at):
                 worker.import_errors = errors
                 if worker.slot in self.startup_bars and self.timeline is not None:
-                    self.startup_bars.pop(worker.slot).end = self.timeline.now()
+                    # When it was ready, not when this loop got to its hello
+                    # (that waits for the databases).
+                    bar = self.startup_bars.pop(worker.slot)
+                    now = self.timeline.now()
+                    ready = now if ready_at is None else ready_at - self.timeline.t0
+                    bar.end = max(bar.start, min(now, ready))
                 self._greet(worker, ids)
             case p.TestStarted(index=index):
                 worker.in_flight = worker.reverse_map[index]

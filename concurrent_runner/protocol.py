@@ -179,6 +179,9 @@ class Hello:
     test_ids: list[str]
     #: module -> traceback, for modules that failed to import in the worker
     import_errors: dict[str, str] = field(default_factory=dict)
+    #: time.monotonic() when the worker was ready (one clock for every
+    #: process of the machine), for the timeline's start-up bar
+    ready_at: float | None = None
 
 
 @dataclass

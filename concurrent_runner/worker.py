@@ -308,7 +308,7 @@ def dump_stacks_on_sigusr1(path: str) -> None:
 def serve(conn: Connection, tests: Sequence[Any], *, failfast: bool) -> None:
     """The worker's loop; returns when told to stop or the parent is gone."""
     ids = [test.id() for test in tests]
-    conn.send(p.Hello(os.getpid(), ids, import_errors(tests)))
+    conn.send(p.Hello(os.getpid(), ids, import_errors(tests), time.monotonic()))
     try:
         config = conn.recv()
         if not isinstance(config, p.Configure):

@@ -89,6 +89,19 @@ class TimelineOfTheExampleTests(SimpleTestCase):
     def test_overheads_and_totals(self):
         kinds = Counter(o["kind"] for o in self.data["overheads"])
         self.assertEqual(kinds["startup"], 4)
+        # A start-up bar ends when its worker was ready: before its first
+        # unit, and (forked workers being ready in milliseconds) before the
+        # parent could hand out anything, once the databases were cloned.
+        cloned = max(
+            o["end"] for o in self.data["overheads"] if o["kind"] == "databases"
+        )
+        for bar in (o for o in self.data["overheads"] if o["kind"] == "startup"):
+            first = min(
+                u["start"] for u in self.data["units"] if u["worker"] == bar["worker"]
+            )
+            self.assertLessEqual(bar["start"], bar["end"])
+            self.assertLessEqual(bar["end"], first)
+            self.assertLess(bar["end"], cloned)
         self.assertEqual(kinds["databases"], 2)  # creating, cloning
         summary = self.data["summary"]
         total = sum(u["duration"] for u in self.data["units"])
