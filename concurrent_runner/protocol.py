@@ -157,6 +157,9 @@ class Configure:
     debug_sql: bool
     #: The run's directory, whose SQLite files are tuned (databases.fast_sqlite).
     fast_sqlite_dir: str = ""
+    #: The run's directory, whose SQLite files stand in for in-memory test
+    #: databases (databases.keep_open_like_memory).
+    stand_in_sqlite_dir: str = ""
 
 
 @dataclass

@@ -126,6 +126,7 @@ class Runner(DiscoverRunner):
         self._suite: Any = None
         self._forks: Any = None  # the fork server, while workers may start
         self._recorded: dict[str, float] | None = None
+        self._kept_open: list[Any] = []  # see databases.keep_open_like_memory
         self._rundir: Path | None = None
         self._call = 0
 
@@ -417,7 +418,12 @@ class Runner(DiscoverRunner):
         suite = self._suite
         if suite is None:
             with self._timed_bar("creating the test databases"):
-                return super().setup_databases(**kwargs)
+                created = super().setup_databases(**kwargs)
+            if self._rundir is not None:
+                from .databases import keep_open_like_memory
+
+                self._kept_open = keep_open_like_memory(self._rundir)
+            return created
         from . import databases
         from .forking import ForkServer, fork_workers_enabled
         from .protocol import Configure
@@ -465,6 +471,7 @@ class Runner(DiscoverRunner):
                         serialized,
                         self.debug_sql,
                         fast_sqlite_dir=self._fast_sqlite_dir(),
+                        stand_in_sqlite_dir=str(self._rundir or ""),
                     )
                     for slot in range(1, suite.plan.workers + 1)
                 }
@@ -503,6 +510,10 @@ class Runner(DiscoverRunner):
     def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
         suite = self._suite
         if suite is None:
+            from .databases import really_close
+
+            really_close(self._kept_open)
+            self._kept_open = []
             return super().teardown_databases(old_config, **kwargs)
         from . import durations
         from .databases import destroy_clones

@@ -245,6 +245,10 @@ def use_databases(config: p.Configure) -> None:
             settings.DATABASES[alias]["NAME"] = connections[alias].settings_dict["NAME"]
     for alias, contents in config.serialized.items():
         connections[alias]._test_serialized_contents = contents  # type: ignore[attr-defined]
+    if config.stand_in_sqlite_dir:
+        from .databases import keep_open_like_memory
+
+        keep_open_like_memory(config.stand_in_sqlite_dir)
     if config.debug_sql:
         # As DebugSQLTextTestResult does in a serial run.
         logging.getLogger("django.db.backends").setLevel(logging.DEBUG)
@@ -326,4 +330,5 @@ def serve(conn: Connection, tests: Sequence[Any], *, failfast: bool) -> None:
         return
     finally:
         for alias in connections:
-            connections[alias].close()
+            connection = connections[alias]
+            type(connection).close(connection)  # also a stand-in's

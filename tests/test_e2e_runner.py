@@ -514,6 +514,20 @@ class SqliteTuningTests(SimpleTestCase):
                     self.assertEqual(result.ran, 4)
 
 
+class StandInSqliteTests(SimpleTestCase):
+    def test_the_connection_outlives_each_test_as_in_memory(self):
+        if connection.vendor != "sqlite":
+            self.skipTest("about the file that stands in for in-memory SQLite")
+        django = ("--testrunner", "django.test.runner.DiscoverRunner")
+        for args in (django, (), PARALLEL):
+            with self.subTest(args=args):
+                result = manage("standin", "-v", "2", *args)
+                self.assertEqual(result.returncode, 0, result.output)
+                self.assertEqual(result.ran, 4)
+                if args == PARALLEL:
+                    self.assertIn("on 2 worker processes", result.output)
+
+
 class OutputOrderTests(SimpleTestCase):
     def test_printed_output_stays_next_to_its_test_in_a_log(self):
         # stdout and stderr go to one file here, and stdout is block-buffered,
