@@ -82,6 +82,10 @@ def main() -> None:
         timeline = Path(tmp) / "timeline.json"
         for db in args.db.split(","):
             env = {**os.environ, "DB_VENDOR": db, "PYTHONPATH": str(repo)}
+            # Compiled once, as an installed package is: a shell that says
+            # not to write bytecode would make every run compile our modules
+            # (Django's own were compiled when pip installed it).
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
             for suite in args.suites:
                 project = projects[suite]
                 for n in (int(w) for w in args.workers.split(",")):
