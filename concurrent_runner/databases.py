@@ -10,6 +10,7 @@ under ``--keepdb``, so no stale clone outlives a run.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -20,6 +21,9 @@ from typing import Any
 from django.db import connections
 
 DROP_ATTEMPTS = 5
+#: Clones made or dropped at once: each holds a server connection (or a
+#: mysqldump pipeline), and PostgreSQL allows 100 connections by default.
+MAX_THREADS = 8
 
 
 def _is_in_memory_sqlite(alias: str) -> bool:
@@ -61,7 +65,7 @@ def keep_open_like_memory(directory: str | Path) -> list[Any]:
     ``TransactionTestCase`` test, which also costs milliseconds each time.
     Returns the connections changed, for ``really_close``.
     """
-    prefix = str(directory)
+    prefix = os.path.join(str(directory), "") if directory else ""
     changed = []
     for alias in connections:
         connection = connections[alias]
@@ -143,7 +147,9 @@ def _in_threads(function: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
     """
     if not jobs:
         return []
-    pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="databases")
+    pool = ThreadPoolExecutor(
+        max_workers=min(len(jobs), MAX_THREADS), thread_name_prefix="databases"
+    )
     try:
         futures = [pool.submit(function, *job) for job in jobs]
         return [future.result() for future in futures]
@@ -238,7 +244,7 @@ def fast_sqlite(directory: str | Path) -> Any:
     how concurrent connections lock. ``settings.CONCURRENT_RUNNER_FAST_SQLITE
     = False`` keeps SQLite's defaults.
     """
-    prefix = str(directory)
+    prefix = os.path.join(str(directory), "")
 
     def receiver(sender: Any, connection: Any, **kwargs: Any) -> None:
         if connection.vendor == "sqlite" and str(

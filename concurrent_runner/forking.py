@@ -13,8 +13,9 @@ them).
 The fork server is never given anything but fork requests, so every worker
 starts from the same clean state, also a replacement started mid-run after a
 crash. Where forking is unsafe or unavailable (not Linux, other threads
-running, ``CONCURRENT_RUNNER_FORK_WORKERS = False``) or the fork server is
-gone, workers are fresh interpreters again (``pool.WorkerProcess``).
+running, coverage.py measuring without following forks,
+``CONCURRENT_RUNNER_FORK_WORKERS = False``) or the fork server is gone,
+workers are fresh interpreters again (``pool.WorkerProcess``).
 """
 
 from __future__ import annotations
@@ -86,6 +87,13 @@ class ForkRequest:
 @dataclass
 class Forked:
     pid: int
+
+
+@dataclass
+class ForkFailed:
+    """The fork server could not fork (EAGAIN, ENOMEM); it goes on serving."""
+
+    error: str
 
 
 @dataclass
@@ -162,33 +170,45 @@ class ForkServer:
         child_end.close()
         self.pid = pid
         self.alive = True
+        self.usable = True  # False after a fork request went unanswered
         self._reaped = False
-        self._forked: list[int] = []
+        self._forked: list[int | None] = []  # None: that fork failed
         #: pid -> how a worker ended, as Popen.returncode says it
         self.returncodes: dict[int, int] = {}
 
     def fork_worker(self, request: ForkRequest) -> tuple[Connection, ForkedProcess]:
-        """A new worker and the parent's end of its channel."""
-        if not self.alive:
+        """A new worker and the parent's end of its channel; ForkServerGone
+        if there will be none from here (start a fresh interpreter)."""
+        if not (self.alive and self.usable):
             raise ForkServerGone
         parent_end, child_end = p.channel_pair()
         try:
-            self.control.send(request)
-            send_handle(self.control, child_end.fileno(), self.pid)
-        except OSError:
-            parent_end.close()
-            self._gone()
-            raise ForkServerGone from None
-        finally:
-            child_end.close()
-        deadline = time.monotonic() + FORK_TIMEOUT
-        while not self._forked:
-            if not self.alive or time.monotonic() > deadline:
-                parent_end.close()
+            try:
+                self.control.send(request)
+                send_handle(self.control, child_end.fileno(), self.pid)
+            except OSError:
                 self._gone()
-                raise ForkServerGone
-            self.pump(0.05)
-        return parent_end, ForkedProcess(self, self._forked.pop(0))
+                raise ForkServerGone from None
+            finally:
+                child_end.close()
+            deadline = time.monotonic() + FORK_TIMEOUT
+            while not self._forked:
+                if not self.alive:
+                    raise ForkServerGone
+                if time.monotonic() > deadline:
+                    # Keep the channel: closing it would end the workers it
+                    # already forked. Only stop asking it for more.
+                    self.usable = False
+                    raise ForkServerGone
+                self.pump(0.05)
+        except BaseException:
+            parent_end.close()
+            raise
+        pid = self._forked.pop(0)
+        if pid is None:  # this fork failed; the next may not
+            parent_end.close()
+            raise ForkServerGone
+        return parent_end, ForkedProcess(self, pid)
 
     def pump(self, timeout: float) -> None:
         """Take in what the fork server has said, waiting up to ``timeout``."""
@@ -201,6 +221,8 @@ class ForkServer:
                 match self.control.recv():
                     case Forked(pid=pid):
                         self._forked.append(pid)
+                    case ForkFailed():
+                        self._forked.append(None)
                     case Exited(pid=pid, returncode=code):
                         self.returncodes[pid] = code
                 if not self.control.poll():
@@ -261,7 +283,12 @@ def _serve_forks(control: Connection, tests: Sequence[Any], failfast: bool) -> N
                 fd = recv_handle(control)
             except (EOFError, OSError):
                 return  # the parent closed its end or is gone
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                os.close(fd)
+                control.send(ForkFailed(str(exc)))
+                continue
             if pid == 0:
                 code = 1
                 try:
@@ -275,9 +302,7 @@ def _serve_forks(control: Connection, tests: Sequence[Any], failfast: bool) -> N
                 except BaseException:
                     traceback.print_exc()
                 finally:
-                    with contextlib.suppress(Exception):
-                        sys.stdout.flush()
-                        sys.stderr.flush()
+                    _clean_exit()
                     os._exit(code)
             os.close(fd)
             children.add(pid)
@@ -298,8 +323,7 @@ def _reap(children: set[int], control: Connection) -> None:
 def _end_children(children: set[int]) -> None:
     """SIGTERM what is left, SIGKILL it after a grace period, reap it all."""
     for pid in children:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
+        p.signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE
     while children and time.monotonic() < deadline:
         for pid in list(children):
@@ -307,9 +331,28 @@ def _end_children(children: set[int]) -> None:
                 children.discard(pid)
         time.sleep(0.02)
     for pid in children:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        p.signal_group(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+def _clean_exit() -> None:
+    """What a normal exit would do in a worker, before ``os._exit``: the
+    handlers inherited from the parent are not the worker's to run, so
+    only these, as multiprocessing does in the processes it forks."""
+    import logging
+    import multiprocessing.util
+
+    calls = sys.modules.get("concurrent_runner.calls")
+    for step in (
+        getattr(calls, "_stop_server", None),  # the worker's call server
+        multiprocessing.util._exit_function,  # type: ignore[attr-defined]
+        logging.shutdown,
+        sys.stdout.flush,
+        sys.stderr.flush,
+    ):
+        if step is not None:
+            with contextlib.suppress(Exception):
+                step()
 
 
 def _become_worker(
@@ -324,6 +367,7 @@ def _become_worker(
         fd, request.slot, request.run, request.shuffle_seed, request.stack_path
     )
     os.environ[p.WORKER_ENV] = spec.dumps()
+    os.set_inheritable(fd, False)  # not for what a test starts
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with open(os.devnull, "rb") as devnull:
         os.dup2(devnull.fileno(), 0)

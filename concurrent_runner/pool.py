@@ -136,7 +136,8 @@ class WorkerProcess:
             return None
 
     def terminate(self, grace: float = TERMINATE_GRACE) -> None:
-        """End the worker and its process group; always reaps."""
+        """End the worker and its process group, and reap it (a forked one
+        is reaped by the fork server; this waits a bounded time for that)."""
         p.end_process_group(self.process, grace)
         self.close()
 

@@ -275,19 +275,30 @@ class ChildProcess(Protocol):
     def wait(self, timeout: float | None = None) -> int: ...
 
 
+#: Seconds to wait for a process to be reaped after SIGKILL.
+KILL_WAIT = 1.0
+
+
 def end_process_group(process: ChildProcess, grace: float) -> None:
     """SIGTERM the process's group, SIGKILL it after ``grace``; reaps it,
     within bounds (a forked worker is reaped by the fork server)."""
     if process.poll() is None:
-        _signal_group(process.pid, signal.SIGTERM)
+        signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(grace)
         except subprocess.TimeoutExpired:
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(grace)
+                process.wait(max(grace, KILL_WAIT))
 
 
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+def signal_group(pid: int, sig: int) -> None:
+    try:
         os.killpg(pid, sig)
+    except ProcessLookupError:
+        # Not yet the leader of its own group (a worker forked a moment
+        # ago, before its setsid()): signal the process itself.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    except PermissionError:
+        pass

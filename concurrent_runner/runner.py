@@ -419,7 +419,9 @@ class Runner(DiscoverRunner):
         if suite is None:
             with self._timed_bar("creating the test databases"):
                 created = super().setup_databases(**kwargs)
-            if self._rundir is not None:
+            # Not under Django's own --parallel: its forked workers must
+            # really close the connection they inherit to reach their clone.
+            if self._rundir is not None and self.parallel <= 1:
                 from .databases import keep_open_like_memory
 
                 self._kept_open = keep_open_like_memory(self._rundir)

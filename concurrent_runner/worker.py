@@ -1,11 +1,12 @@
 """The child side: a ``manage.py test`` process that runs units it is sent.
 
-The parent starts the very command the user ran, with ``WORKER_ENV`` set;
-``Runner.run_tests`` sees it and calls ``serve``. The worker builds the same
-suite, says hello with its test ids, takes its databases (clones the parent
-made; it never creates or destroys one), then runs units until told to stop
-or until the parent goes away. This module imports nothing from the parent
-side.
+A worker is forked from the run's fork server (``forking``), which already
+holds the suite, or is the very command the user ran, started again with
+``WORKER_ENV`` set: ``Runner.run_tests`` sees it, builds the same suite and
+calls ``serve``. The worker says hello with its test ids, takes its
+databases (clones the parent made; it never creates or destroys one), then
+runs units until told to stop or until the parent goes away. This module
+imports nothing from the parent side.
 """
 
 from __future__ import annotations

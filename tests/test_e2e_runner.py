@@ -523,9 +523,22 @@ class StandInSqliteTests(SimpleTestCase):
             with self.subTest(args=args):
                 result = manage("standin", "-v", "2", *args)
                 self.assertEqual(result.returncode, 0, result.output)
-                self.assertEqual(result.ran, 4)
+                self.assertEqual(result.ran, 8)
                 if args == PARALLEL:
                     self.assertIn("on 2 worker processes", result.output)
+
+    def test_django_parallel_workers_still_reach_their_clones(self):
+        # In-process, with Django's own --parallel: its forked workers must
+        # really close the connection they inherit (no stand-in there).
+        if connection.vendor != "sqlite":
+            self.skipTest("about the file that stands in for in-memory SQLite")
+        labels = [
+            f"standin.tests.RowsStayInTheirDatabase{suffix}"
+            for suffix in ("", "Too", "Three", "Four")
+        ]
+        result = manage(*labels, "--parallel", "2")
+        self.assertEqual(result.returncode, 0, result.output)
+        self.assertEqual(result.ran, 4)
 
 
 class OutputOrderTests(SimpleTestCase):

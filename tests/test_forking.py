@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from django.db import connections
 from django.test import SimpleTestCase, override_settings
 
 from concurrent_runner import protocol as p
@@ -53,7 +54,9 @@ def gone(pid: int) -> bool:
     return False
 
 
-class ForkServerTests(SimpleTestCase):
+class ForkServerCase(SimpleTestCase):
+    """A fork server of this process, and helpers to talk to its workers."""
+
     def setUp(self) -> None:
         self.tests = samples()
         self.tmp = Path(tempfile.mkdtemp())
@@ -91,6 +94,8 @@ class ForkServerTests(SimpleTestCase):
                 records.append(message.record)
         return records
 
+
+class ForkServerTests(ForkServerCase):
     def test_a_forked_worker_runs_units_and_reports_each_test(self) -> None:
         conn, process = self.fork()
         records = self.run_unit(conn, [0, 1])
@@ -152,6 +157,7 @@ class ForkServerTests(SimpleTestCase):
 
 class ForkFailureTests(SimpleTestCase):
     def test_a_failed_fork_raises_and_leaves_no_channel_open(self) -> None:
+        connections.close_all()  # ForkServer closes them; not a leak
         before = set(os.listdir("/proc/self/fd"))
         with (
             mock.patch("os.fork", side_effect=BlockingIOError(11, "no")),
@@ -159,6 +165,35 @@ class ForkFailureTests(SimpleTestCase):
         ):
             ForkServer([], failfast=False)
         self.assertEqual(set(os.listdir("/proc/self/fd")), before)
+
+
+class FailedForkInTheServerTests(ForkServerCase):
+    """The fork server's own fork fails once (EAGAIN): that worker is a
+    fresh interpreter instead, and the workers already running go on."""
+
+    def setUp(self) -> None:
+        real_fork = os.fork
+        # The copy taken for the server keeps this patch and its count: its
+        # first fork works, its second fails, the rest work.
+        works = iter([True, True, False])
+
+        def fork() -> int:
+            if next(works, True):
+                return real_fork()
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+
+        with mock.patch("os.fork", side_effect=fork):
+            super().setUp()
+
+    def test_a_failed_fork_costs_only_that_worker(self) -> None:
+        _conn, first = self.fork(1)
+        with self.assertRaises(ForkServerGone):
+            self.fork(2)
+        self.assertTrue(self.server.alive)
+        self.assertIsNone(first.poll())
+        conn, _third = self.fork(3)
+        self.assertEqual(len(self.run_unit(conn, [0])), 1)
+        self.assertIsNone(first.poll())
 
 
 class WhenToForkTests(SimpleTestCase):

@@ -6,6 +6,8 @@ TransactionTestCase test. The file the runner uses instead must behave the
 same, in-process and in workers.
 """
 
+import time
+
 from django.db import connection
 from django.test import TransactionTestCase
 
@@ -22,3 +24,30 @@ class ConnectionLivesOn(TransactionTestCase):
 
 class ConnectionLivesOnElsewhere(ConnectionLivesOn):
     """A second unit, so that a parallel run uses two workers."""
+
+
+class RowsStayInTheirDatabase(TransactionTestCase):
+    """Under Django's own --parallel, each of its workers must write to its
+    own clone, not through a connection to the main test database it
+    inherited (the runner must not keep that one open there)."""
+
+    def test_rows(self):
+        from django.contrib.contenttypes.models import ContentType
+
+        name = type(self).__name__.lower()
+        for i in range(20):
+            ContentType.objects.create(app_label="standin", model=f"{name}{i}")
+            time.sleep(0.002)
+        self.assertEqual(ContentType.objects.filter(app_label="standin").count(), 20)
+
+
+class RowsStayInTheirDatabaseToo(RowsStayInTheirDatabase):
+    pass
+
+
+class RowsStayInTheirDatabaseThree(RowsStayInTheirDatabase):
+    pass
+
+
+class RowsStayInTheirDatabaseFour(RowsStayInTheirDatabase):
+    pass
