@@ -65,15 +65,22 @@ def keep_open_like_memory(directory: str | Path) -> list[Any]:
     ``TransactionTestCase`` test, which also costs milliseconds each time.
     Returns the connections changed, for ``really_close``.
     """
-    prefix = os.path.join(str(directory), "") if directory else ""
     changed = []
     for alias in connections:
         connection = connections[alias]
-        name = str(connection.settings_dict.get("NAME") or "")
-        if connection.vendor == "sqlite" and prefix and name.startswith(prefix):
+        if _is_run_file(connection, directory):
             connection.close = types.MethodType(_ignore_close, connection)  # type: ignore[method-assign]
             changed.append(connection)
     return changed
+
+
+def _is_run_file(connection: Any, directory: str | Path) -> bool:
+    """Whether ``connection`` is to an SQLite file in the run's ``directory``."""
+    if not str(directory):
+        return False
+    prefix = os.path.join(str(directory), "")
+    name = str(connection.settings_dict.get("NAME") or "")
+    return connection.vendor == "sqlite" and name.startswith(prefix)
 
 
 def _ignore_close(connection: Any) -> None:
@@ -231,9 +238,17 @@ def drop_planned(planned: dict[str, tuple[str, Any]], *, keepdb: bool) -> None:
         settings.DATABASES[alias]["NAME"] = old_name
 
 
-def fast_sqlite(directory: str | Path) -> Any:
-    """A connection_created receiver that tunes the SQLite databases in
-    ``directory``, the run's own disposable test databases.
+def fast_sqlite_enabled() -> bool:
+    """``settings.CONCURRENT_RUNNER_FAST_SQLITE``, on unless set False."""
+    from django.conf import settings
+
+    return bool(getattr(settings, "CONCURRENT_RUNNER_FAST_SQLITE", True))
+
+
+def tune_sqlite(directory: str | Path) -> Any:
+    """Tune every SQLite connection made from now on to a file in
+    ``directory``, the run's own disposable test databases; returns the
+    ``dispatch_uid`` that ``tuned_sqlite`` disconnects with.
 
     They are deleted when the run ends, so durability across an OS crash
     buys nothing, while every commit (each TransactionTestCase flush) pays
@@ -241,33 +256,32 @@ def fast_sqlite(directory: str | Path) -> Any:
     ``synchronous=OFF`` and ``journal_mode=PERSIST`` it pays for neither;
     both stay safe when a process dies mid-transaction, which a worker that
     crashes must be (its replacement reuses the clone), and neither changes
-    how concurrent connections lock. ``settings.CONCURRENT_RUNNER_FAST_SQLITE
-    = False`` keeps SQLite's defaults.
+    how concurrent connections lock. Connecting twice for one directory (a
+    forked worker inherits the parent's receiver) connects once.
     """
-    prefix = os.path.join(str(directory), "")
+    from django.db.backends.signals import connection_created
 
     def receiver(sender: Any, connection: Any, **kwargs: Any) -> None:
-        if connection.vendor == "sqlite" and str(
-            connection.settings_dict.get("NAME", "")
-        ).startswith(prefix):
+        if _is_run_file(connection, directory):
             connection.connection.execute("PRAGMA synchronous=OFF")
             connection.connection.execute("PRAGMA journal_mode=PERSIST")
 
-    return receiver
+    uid = ("concurrent_runner.tune_sqlite", str(directory))
+    connection_created.connect(receiver, weak=False, dispatch_uid=uid)
+    return uid
 
 
 @contextlib.contextmanager
 def tuned_sqlite(directory: str | Path) -> Iterator[None]:
-    """Apply ``fast_sqlite`` to connections made inside the block."""
-    from django.conf import settings
+    """``tune_sqlite`` for connections made inside the block, unless
+    ``settings.CONCURRENT_RUNNER_FAST_SQLITE = False``."""
     from django.db.backends.signals import connection_created
 
-    if not getattr(settings, "CONCURRENT_RUNNER_FAST_SQLITE", True):
+    if not fast_sqlite_enabled():
         yield
         return
-    receiver = fast_sqlite(directory)
-    connection_created.connect(receiver, weak=False)
+    uid = tune_sqlite(directory)
     try:
         yield
     finally:
-        connection_created.disconnect(receiver)
+        connection_created.disconnect(dispatch_uid=uid)

@@ -155,11 +155,11 @@ class Configure:
     databases: dict[str, dict[str, Any] | str]
     serialized: dict[str, str]
     debug_sql: bool
-    #: The run's directory, whose SQLite files are tuned (databases.fast_sqlite).
-    fast_sqlite_dir: str = ""
     #: The run's directory, whose SQLite files stand in for in-memory test
-    #: databases (databases.keep_open_like_memory).
-    stand_in_sqlite_dir: str = ""
+    #: databases (databases.keep_open_like_memory) ...
+    sqlite_dir: str = ""
+    #: ... and are tuned, unless switched off (databases.tune_sqlite).
+    fast_sqlite: bool = False
 
 
 @dataclass

@@ -472,8 +472,8 @@ class Runner(DiscoverRunner):
                         databases.slot_settings(old_config, slot),
                         serialized,
                         self.debug_sql,
-                        fast_sqlite_dir=self._fast_sqlite_dir(),
-                        stand_in_sqlite_dir=str(self._rundir or ""),
+                        sqlite_dir=str(self._rundir or ""),
+                        fast_sqlite=databases.fast_sqlite_enabled(),
                     )
                     for slot in range(1, suite.plan.workers + 1)
                 }
@@ -487,13 +487,6 @@ class Runner(DiscoverRunner):
             databases.drop_planned(planned, keepdb=self.keepdb)
             raise
         return old_config
-
-    def _fast_sqlite_dir(self) -> str:
-        from django.conf import settings
-
-        if not getattr(settings, "CONCURRENT_RUNNER_FAST_SQLITE", True):
-            return ""
-        return str(self._rundir or "")
 
     @contextlib.contextmanager
     def _timed_bar(self, label: str) -> Iterator[None]:

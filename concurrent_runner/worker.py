@@ -225,12 +225,10 @@ def connections_debug_sql() -> bool:
 
 def use_databases(config: p.Configure) -> None:
     """Point every alias at this slot's clone, in place as Django expects."""
-    if config.fast_sqlite_dir:
-        from django.db.backends.signals import connection_created
+    if config.sqlite_dir and config.fast_sqlite:
+        from .databases import tune_sqlite
 
-        from .databases import fast_sqlite
-
-        connection_created.connect(fast_sqlite(config.fast_sqlite_dir), weak=False)
+        tune_sqlite(config.sqlite_dir)
     for alias, target in config.databases.items():
         if isinstance(target, dict):
             connection = connections[alias]
@@ -246,10 +244,10 @@ def use_databases(config: p.Configure) -> None:
             settings.DATABASES[alias]["NAME"] = connections[alias].settings_dict["NAME"]
     for alias, contents in config.serialized.items():
         connections[alias]._test_serialized_contents = contents  # type: ignore[attr-defined]
-    if config.stand_in_sqlite_dir:
+    if config.sqlite_dir:
         from .databases import keep_open_like_memory
 
-        keep_open_like_memory(config.stand_in_sqlite_dir)
+        keep_open_like_memory(config.sqlite_dir)
     if config.debug_sql:
         # As DebugSQLTextTestResult does in a serial run.
         logging.getLogger("django.db.backends").setLevel(logging.DEBUG)

@@ -145,3 +145,23 @@ class CloneAndDestroyTests(TransactionTestCase):
                     with clone.cursor() as cursor:
                         cursor.execute("SELECT * FROM django_content_type")
             clone.close()
+
+
+class TuneSqliteTests(SimpleTestCase):
+    def test_tuning_one_directory_twice_connects_once(self):
+        from django.db.backends.signals import connection_created
+
+        before = len(connection_created.receivers)
+        uid = databases.tune_sqlite("/nonexistent/run")
+        self.addCleanup(connection_created.disconnect, dispatch_uid=uid)
+        databases.tune_sqlite("/nonexistent/run")  # as a forked worker does
+        self.assertEqual(len(connection_created.receivers), before + 1)
+
+    def test_only_files_in_the_run_directory(self):
+        def conn(name: str, vendor: str = "sqlite") -> mock.Mock:
+            return mock.Mock(vendor=vendor, settings_dict={"NAME": name})
+
+        self.assertTrue(databases._is_run_file(conn("/run/x.sqlite3"), "/run"))
+        self.assertFalse(databases._is_run_file(conn("/run2/x.sqlite3"), "/run"))
+        self.assertFalse(databases._is_run_file(conn("/run/x", "postgresql"), "/run"))
+        self.assertFalse(databases._is_run_file(conn("/run/x.sqlite3"), ""))
