@@ -2,7 +2,8 @@
 
 ``sqlite`` (the default) needs nothing; ``postgresql`` and ``mysql`` expect
 the servers on 127.0.0.1 (override with DB_HOST, DB_PORT, DB_USER,
-DB_PASSWORD).
+DB_PASSWORD). DB_NAME_SUFFIX is added to every database name, so that suites
+run side by side on one server never share a database (see tests/e2e.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def vendor() -> str:
 
 def database(name: str) -> dict[str, Any]:
     kind = vendor()
+    name += os.environ.get("DB_NAME_SUFFIX", "")
     if kind == "sqlite":
         # No TEST NAME: an in-memory test database, which the runner must
         # turn into a file.

@@ -3,6 +3,11 @@
 Every run has a time bound; on timeout the runner gets SIGTERM, then SIGKILL,
 and the test fails with what it printed. After every run we check that it
 left nothing behind: no process carrying its tag, no run directory.
+
+Our own suite runs in parallel under our runner, so two suites started here
+may run at once. Each takes its database names from the worker slot that
+starts it (``db_suffix``), so that on PostgreSQL and MariaDB they never share
+a test database and a check for leftovers sees only its own.
 """
 
 from __future__ import annotations
@@ -68,6 +73,22 @@ class Run:
         )
 
 
+def db_suffix() -> str:
+    """``_w<slot>`` in a worker of our own parallel run, else nothing."""
+    # Read at each call: a forked worker imported this module before it
+    # became a worker.
+    from concurrent_runner.worker import WorkerSpec
+
+    spec = WorkerSpec.from_environ()
+    return f"_w{spec.slot}" if spec is not None else ""
+
+
+def e2e_databases(clones_only: bool = False) -> str:
+    """A pattern for the names of the e2e project's test databases."""
+    clone = r"_\d+" if clones_only else r"(_\d+)?"
+    return rf"test_e2e(_other)?{db_suffix()}{clone}"
+
+
 def _tagged_pids(tag: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -92,6 +113,7 @@ class Started:
         self.argv = args if os.path.isabs(args[0]) else [sys.executable, *args]
         base = dict(os.environ)
         base.pop("CONCURRENT_RUNNER_WORKER", None)
+        suffix = db_suffix()
         full_env = {
             **base,
             # Unbuffered by default, so that runs compared with each other
@@ -104,6 +126,9 @@ class Started:
             "E2E_RUN_TAG": self.tag,
             "TMPDIR": str(self.tmpdir),
             "PYTHONFAULTHANDLER": "1",
+            # Database names of this slot: the e2e project's, the example's.
+            "DB_NAME_SUFFIX": suffix,
+            "DB_NAME": f"example_project{suffix}",
             **(env or {}),
         }
         self.output_path = self.tmpdir.parent / f"{self.tmpdir.name}.out"

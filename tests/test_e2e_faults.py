@@ -14,10 +14,9 @@ from pathlib import Path
 from django.db import connection
 from django.test import SimpleTestCase
 
-from .e2e import OUTCOMES_RAN, manage, server_databases, start_manage
+from .e2e import OUTCOMES_RAN, e2e_databases, manage, server_databases, start_manage
 
 PARALLEL = ("--parallel-groups", "2")
-E2E_DATABASES = r"test_e2e(_other)?(_\d+)?"
 
 
 class LeavesNoDatabase(SimpleTestCase):
@@ -26,7 +25,7 @@ class LeavesNoDatabase(SimpleTestCase):
     databases = {"default"}  # to list the server's databases
 
     def assert_no_test_databases(self):
-        self.assertEqual(server_databases(connection, E2E_DATABASES), set())
+        self.assertEqual(server_databases(connection, e2e_databases()), set())
 
 
 class CrashTests(LeavesNoDatabase):

@@ -12,7 +12,14 @@ from pathlib import Path
 from django.db import connection
 from django.test import SimpleTestCase
 
-from .e2e import E2E_PROJECT, OUTCOMES_RAN, manage, run
+from .e2e import (
+    E2E_PROJECT,
+    OUTCOMES_RAN,
+    e2e_databases,
+    manage,
+    run,
+    server_databases,
+)
 
 PARALLEL = ("--parallel-groups", "2")
 
@@ -207,8 +214,12 @@ class BadGroupTests(SimpleTestCase):
         )
 
 
-class FlagTests(SimpleTestCase):
-    """Django's own test flags keep working with --parallel-groups."""
+# Django's own test flags keep working with --parallel-groups. Three classes,
+# so that our own parallel run can spread them over its workers.
+
+
+class SelectionFlagTests(SimpleTestCase):
+    """Flags that choose which tests run, and in what order."""
 
     def test_k_selects_by_name(self):
         k = ("-k", "test_write", "-k", "test_errors")
@@ -258,6 +269,10 @@ class FlagTests(SimpleTestCase):
         self.assertEqual(plan(first), plan(second))
         self.assertEqual(first.statuses(), second.statuses())
 
+
+class ReportingFlagTests(SimpleTestCase):
+    """Flags that change what the run prints."""
+
     def test_timing(self):
         result = manage("multidb", "--timing", *PARALLEL)
         self.assertEqual(result.returncode, 0, result.output)
@@ -287,21 +302,6 @@ class FlagTests(SimpleTestCase):
         self.assertEqual(loud.returncode, 0, loud.output)
         self.assertIn("... ok", loud.output)
 
-    def test_pdb_and_parallel_are_refused_with_advice(self):
-        pdb = manage("multidb", "--pdb", *PARALLEL)
-        self.assertEqual(pdb.returncode, 1)
-        self.assertIn("You cannot use --pdb with --parallel-groups", pdb.output)
-        both = manage("multidb", "--parallel", "2", *PARALLEL)
-        self.assertEqual(both.returncode, 1)
-        self.assertIn("drop --parallel and keep --parallel-groups", both.output)
-
-    def test_bad_parallel_groups_value(self):
-        result = manage("multidb", "--parallel-groups", "many")
-        self.assertEqual(result.returncode, 2)
-        self.assertIn(
-            "'many' is not a positive integer or the string 'auto'", result.output
-        )
-
     def test_durations_file_is_written_and_read(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "durations.json"
@@ -319,20 +319,32 @@ class FlagTests(SimpleTestCase):
             self.assertNotEqual(first_unit.group(1), "stopping.tests.AFailsFirst")
 
 
+class RefusedFlagTests(SimpleTestCase):
+    """Flags that cannot go with --parallel-groups, and a bad value of it."""
+
+    def test_pdb_and_parallel_are_refused_with_advice(self):
+        pdb = manage("multidb", "--pdb", *PARALLEL)
+        self.assertEqual(pdb.returncode, 1)
+        self.assertIn("You cannot use --pdb with --parallel-groups", pdb.output)
+        both = manage("multidb", "--parallel", "2", *PARALLEL)
+        self.assertEqual(both.returncode, 1)
+        self.assertIn("drop --parallel and keep --parallel-groups", both.output)
+
+    def test_bad_parallel_groups_value(self):
+        result = manage("multidb", "--parallel-groups", "many")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(
+            "'many' is not a positive integer or the string 'auto'", result.output
+        )
+
+
 class KeepdbTests(SimpleTestCase):
     databases = {"default"}  # to list the server's databases
 
     def clones(self) -> set[str]:
-        vendor = connection.vendor
-        with connection.cursor() as cursor:
-            if vendor == "postgresql":
-                cursor.execute("SELECT datname FROM pg_database")
-            elif vendor == "mysql":
-                cursor.execute("SHOW DATABASES")
-            else:
-                return {p.name for p in E2E_PROJECT.glob("*_[0-9]*.sqlite3")}
-            names = {row[0] for row in cursor.fetchall()}
-        return {n for n in names if re.fullmatch(r"test_e2e(_other)?_\d+", n)}
+        if connection.vendor == "sqlite":
+            return {p.name for p in E2E_PROJECT.glob("*_[0-9]*.sqlite3")}
+        return server_databases(connection, e2e_databases(clones_only=True))
 
     def test_keepdb_keeps_the_database_and_never_a_clone(self):
         env = {"EXPECT_CLONES": "1"}

@@ -32,7 +32,7 @@ DB_VENDOR = os.environ.get("DB_VENDOR", "sqlite")
 def _server_database(engine: str, user: str, port: int) -> dict:
     return {
         "ENGINE": engine,
-        "NAME": "example_project",
+        "NAME": os.environ.get("DB_NAME", "example_project"),
         "USER": os.environ.get("DB_USER", user),
         "PASSWORD": os.environ.get("DB_PASSWORD", ""),
         "HOST": os.environ.get("DB_HOST", "127.0.0.1"),
