@@ -221,11 +221,13 @@ class Runner(DiscoverRunner):
             self.junit = JUnitReport()
         try:
             from .databases import file_backed_sqlite, tuned_sqlite
+            from .flush import fast_flush
 
             with (
                 _sigterm_interrupts(),
                 file_backed_sqlite(rundir),
                 tuned_sqlite(rundir),
+                fast_flush(),
                 _shared_sync_dir(rundir / "sync"),
             ):
                 return super().run_tests(test_labels, **kwargs)
@@ -284,6 +286,10 @@ class Runner(DiscoverRunner):
         from .worker import dump_stacks_on_sigusr1
 
         dump_stacks_on_sigusr1(spec.stack_file)
+        from .flush import fast_flush_enabled, install
+
+        if fast_flush_enabled():
+            install()  # a forked worker has it already
         setup_test_environment(debug=self.debug_mode)
         try:
             suite = DiscoverRunner.build_suite(self, test_labels)

@@ -526,6 +526,22 @@ class SqliteTuningTests(SimpleTestCase):
                     self.assertEqual(result.ran, 4)
 
 
+class FastFlushTests(SimpleTestCase):
+    def test_workers_and_in_process_runs_flush_as_the_setting_says(self):
+        # On SQLite and MariaDB Django's own flush runs, whatever the setting.
+        for fast in ("1", "0"):
+            for args, fork in (((), "1"), (PARALLEL, "1"), (PARALLEL, "0")):
+                with self.subTest(fast=fast, args=args, fork=fork):
+                    env = {
+                        "FAST_FLUSH": fast,
+                        "EXPECT_FAST_FLUSH": fast,
+                        "E2E_FORK_WORKERS": fork,
+                    }
+                    result = manage("flushing", *args, env=env)
+                    self.assertEqual(result.returncode, 0, result.output)
+                    self.assertEqual(result.ran, 6)
+
+
 class StandInSqliteTests(SimpleTestCase):
     def test_the_connection_outlives_each_test_as_in_memory(self):
         if connection.vendor != "sqlite":

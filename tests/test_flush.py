@@ -1,0 +1,153 @@
+"""concurrent_runner.flush: TransactionTestCase's flush with DELETE on PostgreSQL.
+
+Our own suite runs under the runner, so with the default setting every
+TransactionTestCase here already flushes this way on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import unittest
+
+from django.contrib.auth.models import Group, User
+from django.core.management import CommandError, call_command
+from django.core.management.color import no_style
+from django.db import connection
+from django.test import SimpleTestCase, TransactionTestCase, override_settings
+
+from concurrent_runner import flush
+
+try:
+    from django.db.backends.postgresql.operations import DatabaseOperations
+except ImportError:  # pragma: no cover - psycopg2 is installed for our tests
+    DatabaseOperations = None
+
+
+def django_flush() -> None:
+    """The flush TransactionTestCase runs after each test."""
+    call_command(
+        "flush",
+        verbosity=0,
+        interactive=False,
+        reset_sequences=False,
+        allow_cascade=False,
+        inhibit_post_migrate=True,
+    )
+
+
+class Installed:
+    """Mixin: the DELETE flush installed for the test, as the runner does."""
+
+    def setUp(self):
+        super().setUp()
+        if flush.install():
+            self.addCleanup(flush.uninstall)
+
+
+@unittest.skipIf(DatabaseOperations is None, "psycopg2 is not installed")
+class StatementTests(Installed, SimpleTestCase):
+    def statements(self, tables, **kwargs):
+        return DatabaseOperations(connection=None).sql_flush(  # type: ignore[arg-type]
+            no_style(), tables, **kwargs
+        )
+
+    def test_a_plain_flush_becomes_one_block_of_deletes(self):
+        (block,) = self.statements(["auth_group", "it's"])
+        self.assertTrue(block.startswith("DO $flush$"), block)
+        self.assertIn('  DELETE FROM "auth_group";', block)
+        self.assertIn("""ARRAY['"auth_group"', '"it''s"']::regclass[]""", block)
+        # Django's own statement is the fallback, inside the block.
+        self.assertEqual(block.count("""TRUNCATE "auth_group", "it's";"""), 2)
+
+    def test_sequence_resets_and_cascades_stay_djangos(self):
+        self.assertEqual(
+            self.statements(["a"], reset_sequences=True),
+            ['TRUNCATE "a" RESTART IDENTITY;'],
+        )
+        self.assertEqual(
+            self.statements(["a"], allow_cascade=True), ['TRUNCATE "a" CASCADE;']
+        )
+        self.assertEqual(self.statements([]), [])
+
+    def test_install_is_idempotent_and_uninstall_restores(self):
+        patched = DatabaseOperations.sql_flush
+        self.assertFalse(flush.install())
+        self.assertIs(DatabaseOperations.sql_flush, patched)
+        flush.uninstall()
+        try:
+            self.assertEqual(self.statements(["a"]), ['TRUNCATE "a";'])
+        finally:
+            flush.install()
+
+    def test_the_setting_turns_it_off(self):
+        self.assertTrue(flush.fast_flush_enabled())
+        with override_settings(CONCURRENT_RUNNER_FAST_FLUSH=False):
+            self.assertFalse(flush.fast_flush_enabled())
+            flush.uninstall()
+            try:
+                with flush.fast_flush():
+                    self.assertEqual(self.statements(["a"]), ['TRUNCATE "a";'])
+            finally:
+                flush.install()
+
+
+class PostgresFlushTests(Installed, TransactionTestCase):
+    """What the block does on a real server."""
+
+    def setUp(self):
+        if connection.vendor != "postgresql":
+            self.skipTest("the DELETE flush is PostgreSQL's")
+        super().setUp()
+
+    def sql(self, *statements):
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+
+    def test_related_rows_go_whatever_the_order_of_the_tables(self):
+        # auth_group comes before auth_user_groups, which points into it:
+        # only a deferred check lets the block delete in that order.
+        user = User.objects.create(username="u")
+        user.groups.add(Group.objects.create(name="g"))
+        django_flush()
+        self.assertFalse(User.objects.exists())
+        self.assertFalse(Group.objects.exists())
+        self.assertFalse(User.groups.through.objects.exists())
+
+    def test_sequences_go_on_as_after_truncate(self):
+        first = Group.objects.create(name="a").pk
+        django_flush()
+        self.assertGreater(Group.objects.create(name="b").pk, first)
+
+    def test_a_table_with_its_own_trigger_is_truncated(self):
+        # A row trigger fires on DELETE, not on TRUNCATE: an audit table
+        # filled by a flush would leak rows into the next test.
+        self.addCleanup(
+            self.sql,
+            "DROP TRIGGER IF EXISTS audit_group ON auth_group",
+            "DROP FUNCTION IF EXISTS audit_group()",
+            "DROP TABLE IF EXISTS audit",
+        )
+        self.sql(
+            "CREATE TABLE audit (name text)",
+            "CREATE FUNCTION audit_group() RETURNS trigger AS $$ BEGIN "
+            "INSERT INTO audit VALUES (OLD.name); RETURN OLD; END $$ "
+            "LANGUAGE plpgsql",
+            "CREATE TRIGGER audit_group BEFORE DELETE ON auth_group "
+            "FOR EACH ROW EXECUTE FUNCTION audit_group()",
+        )
+        Group.objects.create(name="g")
+        django_flush()
+        self.assertFalse(Group.objects.exists())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM audit")
+            self.assertEqual(cursor.fetchone()[0], 0)
+
+    def test_a_row_pointing_in_from_outside_fails_as_with_truncate(self):
+        self.addCleanup(self.sql, "DROP TABLE IF EXISTS outside")
+        self.sql("CREATE TABLE outside (g integer REFERENCES auth_group (id))")
+        group = Group.objects.create(name="g")
+        self.sql(f"INSERT INTO outside VALUES ({group.pk})")
+        with self.assertRaisesMessage(CommandError, "couldn't be flushed"):
+            django_flush()
+        self.assertTrue(Group.objects.filter(pk=group.pk).exists())
+        self.sql("DELETE FROM outside")
