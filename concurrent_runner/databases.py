@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 import types
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -121,20 +122,110 @@ def slot_settings(old_config: list[tuple[Any, str, bool]], slot: int) -> dict:
 
 
 def clone_all(old_config: list, slots: int, verbosity: int) -> None:
-    """Make a fresh clone of every created database for slots 1..N.
+    """Make a fresh clone of every created database for slots 1..N, and
+    return when all are made (``Cloning`` without waiting for it)."""
+    Cloning(old_config, slots, verbosity).wait()
 
-    The clones are made at the same time, each by a copy of the alias's
+
+class Cloning:
+    """Clones of every created database for slots 1..N, made in the
+    background.
+
+    Slot 1's clones come first, on their own, so that one worker (the one
+    given the longest unit) starts testing early; then the other slots'
+    clones are made at the same time, each by a copy of the alias's
     connection in a thread of its own: a server copies one template into
     several databases about as fast as into one (PostgreSQL), or runs the
-    dumps side by side (MySQL/MariaDB).
+    dumps side by side (MySQL/MariaDB), but then all finish together.
+    ``on_slot(slot)`` is called, in a clone's thread, as soon as every alias
+    of that slot has its clone.
     """
-    connections.close_all()  # PostgreSQL copies no template in use
-    jobs = [
-        (alias, slot, verbosity)
-        for alias in primaries(old_config)
-        for slot in range(1, slots + 1)
-    ]
-    _in_threads(_clone, jobs)
+
+    def __init__(
+        self,
+        old_config: list,
+        slots: int,
+        verbosity: int,
+        on_slot: Callable[[int], None] | None = None,
+    ) -> None:
+        connections.close_all()  # PostgreSQL copies no template in use
+        aliases = primaries(old_config)
+        for alias in aliases:
+            for _ in range(slots):
+                # Django's "Cloning test database..." now, from this thread:
+                # from the clones' threads it would land among the results.
+                _log_cloning(alias, verbosity)
+        self._on_slot = on_slot
+        self._started = time.monotonic()
+        #: Seconds from the start to the last clone made; None until then.
+        self.took: float | None = None if aliases else 0.0
+        self._jobs_left = len(aliases) * slots
+        self._left = {slot: len(aliases) for slot in range(1, slots + 1)}
+        self._lock = threading.Lock()
+        self._later = [
+            (alias, slot) for slot in range(2, slots + 1) for alias in aliases
+        ]
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, min(len(aliases) * slots, MAX_THREADS)),
+            thread_name_prefix="databases",
+        )
+        self._futures: list[Future[None]] = []
+        for alias in aliases:
+            # Under the lock: slot 1's job may end, and add the others,
+            # before this loop does.
+            future = self._pool.submit(self._clone, alias, 1)
+            with self._lock:
+                self._futures.append(future)
+        if not aliases and on_slot is not None:
+            for slot in self._left:
+                on_slot(slot)
+
+    def _clone(self, alias: str, slot: int) -> None:
+        _clone(alias, slot, verbosity=0)
+        with self._lock:
+            self._left[slot] -= 1
+            complete = self._left[slot] == 0
+            self._jobs_left -= 1
+            if self._jobs_left == 0:
+                self.took = time.monotonic() - self._started
+        if complete and slot == 1:
+            # Before this job's future is done, so wait() sees them.
+            later = [self._pool.submit(self._clone, *job) for job in self._later]
+            with self._lock:
+                self._futures += later
+        if complete and self._on_slot is not None:
+            self._on_slot(slot)
+
+    @property
+    def done(self) -> bool:
+        return all(future.done() for future in self._futures)
+
+    def failure(self) -> BaseException | None:
+        """The first clone that failed so far, if any."""
+        for future in self._futures:
+            if future.done() and not future.cancelled() and future.exception():
+                return future.exception()
+        return None
+
+    def wait(self) -> None:
+        """Return once every clone is made; raise the first failure once
+        every clone that started has ended (clones not started are dropped)."""
+        try:
+            i = 0
+            while i < len(self._futures):  # slot 1's job adds the others
+                self._futures[i].result()
+                i += 1
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _log_cloning(alias: str, verbosity: int) -> None:
+    if verbosity < 1:
+        return
+    creation = connections[alias].creation
+    name = creation.connection.settings_dict["NAME"]
+    shown = creation._get_database_display_str(verbosity, name)  # type: ignore[attr-defined]
+    creation.log(f"Cloning test database for alias {shown}...")
 
 
 def _clone(alias: str, slot: int, verbosity: int) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing.connection
+import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -69,6 +71,14 @@ class GroupedParallelSuite(unittest.TestSuite):
         self.measured: dict[str, float] = {}
         self.remaining: dict[int, list[int]] = {}
         self.interrupted: str | None = None  # the signal's name
+        #: Slots whose clones exist: only their workers get a Configure.
+        self.ready_slots: set[int] = set()
+        self._slots_made: queue.SimpleQueue[int] = queue.SimpleQueue()
+        # Written by the cloning threads (slot_ready), so that the loop's
+        # wait wakes up for a new slot as it does for a worker's message.
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self.cloning: Any = None  # databases.Cloning, for its failures
 
     # TestSuite protocol: the runner counts and inspects these tests.
     def __iter__(self) -> Iterator[unittest.TestCase]:
@@ -95,14 +105,33 @@ class GroupedParallelSuite(unittest.TestSuite):
             self.startup_bars[slot] = self.timeline.add(
                 Bar("startup", slot, f"worker {slot} starting", asked, asked)
             )
-        if slot in self.configs:
+        if slot in self.configs and slot in self.ready_slots:
             worker.send(self.configs[slot])
         return worker
 
     def configure(self, configs: dict[int, p.Configure]) -> None:
+        """What each slot's worker is sent once the slot's clones exist."""
         self.configs = configs
-        for slot, worker in self.workers.items():
-            worker.send(configs[slot])
+        self._configure_ready_slots()
+
+    def slot_ready(self, slot: int) -> None:
+        """The slot's clones exist; called from a cloning thread."""
+        self._slots_made.put(slot)
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"\0")
+
+    def _configure_ready_slots(self) -> None:
+        while True:
+            try:
+                slot = self._slots_made.get_nowait()
+            except queue.Empty:
+                break
+            self.ready_slots.add(slot)
+            if slot in self.workers and slot in self.configs:
+                self.workers[slot].send(self.configs[slot])
+        with contextlib.suppress(OSError):
+            while self._wake_reader.recv(4096):
+                pass
 
     def shutdown(self) -> None:
         """Stop every worker and reap it; safe to call more than once."""
@@ -113,6 +142,8 @@ class GroupedParallelSuite(unittest.TestSuite):
             worker.wait(max(0.0, deadline - time.monotonic()))
             worker.terminate()
         self.workers.clear()
+        self._wake_reader.close()
+        self._wake_writer.close()
 
     # -- the loop ----------------------------------------------------------
 
@@ -199,7 +230,12 @@ class GroupedParallelSuite(unittest.TestSuite):
 
     def _dispatch(self, dispatcher: Dispatcher, result: unittest.TestResult) -> None:
         for worker in self.workers.values():
-            if not worker.ready or worker.retiring or worker.unit is not None:
+            if (
+                not worker.ready
+                or worker.retiring
+                or worker.unit is not None
+                or worker.slot not in self.ready_slots
+            ):
                 continue
             unit = dispatcher.next_unit()
             if unit is None:
@@ -275,7 +311,12 @@ class GroupedParallelSuite(unittest.TestSuite):
 
     def _pump(self, dispatcher: Dispatcher, result: unittest.TestResult) -> None:
         by_conn = {w.conn: w for w in self.workers.values()}
-        readable = multiprocessing.connection.wait(list(by_conn), timeout=0.5)
+        readable = multiprocessing.connection.wait(
+            [*by_conn, self._wake_reader], timeout=0.5
+        )
+        self._configure_ready_slots()
+        if self.cloning is not None and (failed := self.cloning.failure()):
+            raise failed  # Django's own clone error ends the run (SystemExit)
         now = time.monotonic()
         for worker in list(self.workers.values()):
             exited = worker.process.poll() is not None

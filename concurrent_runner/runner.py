@@ -5,7 +5,8 @@ Django does, splits them into units by ``mp_group``, plans them, creates the
 test databases once and a clone per worker slot, and runs the units in child
 ``manage.py test`` processes. Without the flag (or with 1) it is
 DiscoverRunner, except that an in-memory SQLite test database becomes a file
-that other processes can open.
+that other processes can open, and that the test databases are tuned for
+being thrown away (``databases.tune_sqlite``, ``flush``).
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ class Runner(DiscoverRunner):
         self._kept_open: list[Any] = []  # see databases.keep_open_like_memory
         self._rundir: Path | None = None
         self._call = 0
+        self._checked = False  # run_checks already ran (before cloning)
+        self._cloning: Any = None  # databases.Cloning, while clones are made
+        self._cloning_bar: Any = None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -193,6 +197,7 @@ class Runner(DiscoverRunner):
     def run_tests(self, test_labels: list[str], **kwargs: Any) -> int:
         self._call = next(self._calls)
         self._recorded = None
+        self._checked = False
         if os.environ.get(SERVER_ENV):
             # Started to serve concurrent calls for a project configured by
             # settings.configure() (see calls.server_command), not to test.
@@ -458,11 +463,13 @@ class Runner(DiscoverRunner):
                     parallel=0,
                     **kwargs,
                 )
-            with (
-                self.time_keeper.timed("  Cloning"),
-                self._timed_bar(f"cloning them for {suite.plan.workers} workers"),
-            ):
-                databases.clone_all(old_config, suite.plan.workers, self.verbosity)
+            # Django runs its checks after this method; they run now, before
+            # the clones, because PostgreSQL copies no template that a
+            # connection is using, and the clones are made from here on, in
+            # the background, while the first workers already test.
+            aliases = kwargs.get("aliases")
+            self.run_checks(set(connections) if aliases is None else aliases)
+            self._checked = True
             serialized = {
                 alias: contents
                 for alias in connections
@@ -484,29 +491,64 @@ class Runner(DiscoverRunner):
                     for slot in range(1, suite.plan.workers + 1)
                 }
             )
+            self._cloning_bar = self._start_bar(
+                f"cloning them for {suite.plan.workers} workers"
+            )
+            self._cloning = databases.Cloning(
+                old_config, suite.plan.workers, self.verbosity, suite.slot_ready
+            )
+            suite.cloning = self._cloning
         except BaseException:
             # Interrupted or failed half way: leave no worker, clone or test
             # database behind.
             self._stop_workers()
+            self._finish_cloning()
             if old_config is not None:
                 databases.destroy_clones(old_config, suite.plan.workers, 0, attempts=1)
             databases.drop_planned(planned, keepdb=self.keepdb)
             raise
         return old_config
 
+    def run_checks(self, databases: Any) -> None:
+        if not self._checked:  # a parallel run checks before cloning
+            super().run_checks(databases)
+
+    def _finish_cloning(self) -> None:
+        """Wait for the clones still being made; their time goes to
+        ``--timing`` and the timeline."""
+        cloning, self._cloning = self._cloning, None
+        if cloning is None:
+            return
+        try:
+            cloning.wait()
+        except (Exception, SystemExit):
+            pass  # raised in the run already (GroupedParallelSuite.run)
+        finally:
+            records = getattr(self.time_keeper, "records", None)
+            if records is not None and cloning.took is not None:
+                records["  Cloning"].append(cloning.took)
+            if self._cloning_bar is not None and cloning.took is not None:
+                self._cloning_bar.end = self._cloning_bar.start + cloning.took
+            self._cloning_bar = None
+
+    def _start_bar(self, label: str) -> Any:
+        """A bar on the timeline's databases lane, from now; None without one."""
+        if self.timeline is None:
+            return None
+        from .timeline import Bar
+
+        now = self.timeline.now()
+        return self.timeline.add(Bar("databases", 0, label, now, now))
+
     @contextlib.contextmanager
     def _timed_bar(self, label: str) -> Iterator[None]:
         """A bar on the timeline's databases lane for what the block does."""
-        if self.timeline is None:
-            yield
-            return
-        from .timeline import Bar
-
-        bar = self.timeline.add(Bar("databases", 0, label, self.timeline.now(), 0.0))
+        bar = self._start_bar(label)
         try:
             yield
         finally:
-            bar.end = self.timeline.now()
+            if bar is not None:
+                bar.end = self.timeline.now()
 
     def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
         suite = self._suite
@@ -521,10 +563,13 @@ class Runner(DiscoverRunner):
 
         self._stop_workers()
         durations.save(durations.durations_path(), suite.measured)
-        problems = destroy_clones(old_config, suite.plan.workers, self.verbosity)
-        _teardown_databases(
-            old_config, verbosity=self.verbosity, parallel=0, keepdb=self.keepdb
-        )
+        try:
+            self._finish_cloning()
+        finally:
+            problems = destroy_clones(old_config, suite.plan.workers, self.verbosity)
+            _teardown_databases(
+                old_config, verbosity=self.verbosity, parallel=0, keepdb=self.keepdb
+            )
         for problem in problems:
             print(f"Could not destroy {problem}", file=sys.stderr)
 

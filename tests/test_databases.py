@@ -3,8 +3,10 @@ become files, and making and dropping clones side by side."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -105,6 +107,41 @@ class InThreadsTests(SimpleTestCase):
 
     def test_no_jobs(self):
         self.assertEqual(databases._in_threads(print, []), [])
+
+
+class CloningTests(SimpleTestCase):
+    """The order and the errors of background cloning, without a server."""
+
+    old_config = [(connections["default"], "unused", True)]
+
+    def cloning(self, fail_slot: int = 0) -> tuple[databases.Cloning, list[int]]:
+        made: list[int] = []
+
+        def clone(alias: str, slot: int, verbosity: int) -> None:
+            if slot == fail_slot:
+                raise ValueError(f"clone {slot} failed")
+            time.sleep(0.05 if slot == 1 else 0.01)
+
+        with mock.patch.object(databases, "_clone", clone):
+            cloning = databases.Cloning(self.old_config, 4, 0, made.append)
+            with (
+                self.assertRaises(ValueError) if fail_slot else contextlib.nullcontext()
+            ):
+                cloning.wait()
+        return cloning, made
+
+    def test_slot_one_alone_first_then_each_slot_as_it_is_made(self):
+        cloning, made = self.cloning()
+        self.assertEqual(made[0], 1)
+        self.assertEqual(sorted(made), [1, 2, 3, 4])
+        self.assertTrue(cloning.done)
+        self.assertIsNone(cloning.failure())
+        self.assertGreaterEqual(cloning.took, 0.05)
+
+    def test_a_failed_clone_is_raised_and_its_slot_never_ready(self):
+        cloning, made = self.cloning(fail_slot=3)
+        self.assertEqual(sorted(made), [1, 2, 4])
+        self.assertIsInstance(cloning.failure(), ValueError)
 
 
 class CloneAndDestroyTests(TransactionTestCase):

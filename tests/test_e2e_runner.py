@@ -138,6 +138,12 @@ class InvocationTests(SimpleTestCase):
         self.assertEqual(result.returncode, 0, result.output)
         self.assertIn("on 2 worker processes", result.output)
         self.assertEqual(result.ran, tests)
+        # Checked once, before the clones are made from the test databases.
+        self.assertEqual(result.output.count("System check identified"), 1)
+        self.assertLess(
+            result.output.index("System check identified"),
+            result.output.index("Cloning test database"),
+        )
 
     def test_manage_py(self):
         self.assert_parallel_ok(manage("multidb", *PARALLEL, env=self.env))
@@ -508,38 +514,38 @@ class InProcessOutputTests(SimpleTestCase):
         self.assertEqual(ours_lines, django_lines)
 
 
-class SqliteTuningTests(SimpleTestCase):
+#: In process, in forked workers, in fresh-interpreter workers.
+EVERY_WAY = (((), "1"), (PARALLEL, "1"), (PARALLEL, "0"))
+
+
+class TuningTests(SimpleTestCase):
+    """What the runner does to its test databases, every way it runs tests."""
+
+    def assert_every_way(self, label: str, env: dict[str, str], ran: int) -> None:
+        for args, fork in EVERY_WAY:
+            with self.subTest(env=env, args=args, fork=fork):
+                result = manage(label, *args, env={**env, "E2E_FORK_WORKERS": fork})
+                self.assertEqual(result.returncode, 0, result.output)
+                self.assertEqual(result.ran, ran)
+
     def test_runner_made_sqlite_files_skip_fsync_and_journal_files(self):
         if connection.vendor != "sqlite":
             self.skipTest("about the runner's own SQLite files")
         # synchronous 0: OFF, 2: FULL.
         for fast, synchronous, journal in (("1", "0", "persist"), ("0", "2", "delete")):
-            for args in ((), PARALLEL):
-                with self.subTest(fast=fast, args=args):
-                    env = {
-                        "FAST_SQLITE": fast,
-                        "EXPECT_SYNCHRONOUS": synchronous,
-                        "EXPECT_JOURNAL_MODE": journal,
-                    }
-                    result = manage("tuning", *args, env=env)
-                    self.assertEqual(result.returncode, 0, result.output)
-                    self.assertEqual(result.ran, 4)
+            env = {
+                "FAST_SQLITE": fast,
+                "EXPECT_SYNCHRONOUS": synchronous,
+                "EXPECT_JOURNAL_MODE": journal,
+            }
+            self.assert_every_way("tuning", env, ran=4)
 
-
-class FastFlushTests(SimpleTestCase):
-    def test_workers_and_in_process_runs_flush_as_the_setting_says(self):
+    def test_postgresql_flushes_as_the_setting_says(self):
         # On SQLite and MariaDB Django's own flush runs, whatever the setting.
         for fast in ("1", "0"):
-            for args, fork in (((), "1"), (PARALLEL, "1"), (PARALLEL, "0")):
-                with self.subTest(fast=fast, args=args, fork=fork):
-                    env = {
-                        "FAST_FLUSH": fast,
-                        "EXPECT_FAST_FLUSH": fast,
-                        "E2E_FORK_WORKERS": fork,
-                    }
-                    result = manage("flushing", *args, env=env)
-                    self.assertEqual(result.returncode, 0, result.output)
-                    self.assertEqual(result.ran, 6)
+            self.assert_every_way(
+                "flushing", {"FAST_FLUSH": fast, "EXPECT_FAST_FLUSH": fast}, ran=6
+            )
 
 
 class StandInSqliteTests(SimpleTestCase):

@@ -40,7 +40,10 @@ def make_tests() -> list[unittest.TestCase]:
     return [big(f"test_{i}") for i in range(3)] + [small("test_0")]
 
 
-def make_suite(workers: int = 2) -> tuple[GroupedParallelSuite, Dispatcher]:
+def make_suite(
+    workers: int = 2, cloned: bool = True
+) -> tuple[GroupedParallelSuite, Dispatcher]:
+    """Greeted fake workers; ``cloned``: their slots' clones exist."""
     tests = make_tests()
     units = build_units(tests)
     plan = make_plan(units, [len(u.indices) for u in units], workers)
@@ -50,6 +53,8 @@ def make_suite(workers: int = 2) -> tuple[GroupedParallelSuite, Dispatcher]:
         worker = FakeWorker(slot)
         suite.workers[slot] = worker  # type: ignore[assignment]
         suite._greet(worker, [t.id() for t in tests])  # type: ignore[arg-type]
+        if cloned:
+            suite.ready_slots.add(slot)
     return suite, Dispatcher(plan)
 
 
@@ -68,6 +73,20 @@ class DispatchTests(unittest.TestCase):
         sent = [w.sent for w in suite.workers.values()]
         self.assertEqual(sent[0], [p.RunUnit(0, [0, 1, 2])])
         self.assertEqual(sent[1], [p.RunUnit(1, [3])])
+
+    def test_a_worker_waits_for_its_clone_then_gets_its_configure_first(
+        self,
+    ) -> None:
+        suite, dispatcher = make_suite(cloned=False)
+        configs = {slot: p.Configure({}, {}, False) for slot in (1, 2)}
+        suite.configure(configs)
+        suite._dispatch(dispatcher, text_result())
+        self.assertEqual([w.sent for w in suite.workers.values()], [[], []])
+        suite.slot_ready(2)  # as a cloning thread does
+        suite._configure_ready_slots()
+        suite._dispatch(dispatcher, text_result())
+        self.assertEqual(suite.workers[1].sent, [])
+        self.assertEqual(suite.workers[2].sent, [configs[2], p.RunUnit(0, [0, 1, 2])])
 
     def test_a_retiring_or_silent_worker_gets_nothing(self) -> None:
         suite, dispatcher = make_suite()
