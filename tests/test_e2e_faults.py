@@ -92,6 +92,16 @@ class StartupAndImportTests(LeavesNoDatabase):
         self.assertNotRegex(result.output, r"Ran \d+ test")
         self.assert_no_test_databases()
 
+    def test_a_failed_system_check_stops_the_run_before_any_clone(self):
+        for args in ((), PARALLEL):
+            with self.subTest(args=args):
+                result = manage("multidb", *args, env={"BREAK_CHECKS": "1"})
+                self.assertEqual(result.returncode, 1, result.output)
+                self.assertIn("(e2e.E001) BREAK_CHECKS is set", result.output)
+                self.assertNotIn("Cloning test database", result.output)
+                self.assertNotRegex(result.output, r"Ran \d+ test")
+                self.assert_no_test_databases()
+
     def test_a_module_that_fails_to_import_only_in_workers(self):
         result = manage(
             "importfail", "multidb", "-v", "2", *PARALLEL, env={"E2E_FORK_WORKERS": "0"}
