@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from parallel import run_test_command  # noqa: E402
 from suites import generate  # noqa: E402
 
 PHASES = (
@@ -75,17 +75,9 @@ finally:
 
 def measure(project: Path, args: list[str], env: dict[str, str]) -> dict[str, float]:
     start = time.time()
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, "test", "--noinput", "-v", "0", *args],
-        cwd=project,
-        env={**env, "PHASES_T0": repr(start), "PHASES_LIST": " ".join(PHASES)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    probe_env = {**env, "PHASES_T0": repr(start), "PHASES_LIST": " ".join(PHASES)}
+    done = run_test_command(project, ["-c", PROBE], args, probe_env)
     wall = time.time() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{args} failed:\n{done.stdout}{done.stderr}")
     marks = {"wall": wall}
     for line in done.stderr.splitlines():
         if line.startswith("PHASE "):
