@@ -121,6 +121,11 @@ class GroupedParallelSuite(unittest.TestSuite):
             self._wake_writer.send(b"\0")
 
     def _configure_ready_slots(self) -> None:
+        # The wake-up bytes first, then the queue: a slot put after the
+        # queue is empty leaves its byte to wake the next wait.
+        with contextlib.suppress(OSError):
+            while self._wake_reader.recv(4096):
+                pass
         while True:
             try:
                 slot = self._slots_made.get_nowait()
@@ -129,9 +134,6 @@ class GroupedParallelSuite(unittest.TestSuite):
             self.ready_slots.add(slot)
             if slot in self.workers and slot in self.configs:
                 self.workers[slot].send(self.configs[slot])
-        with contextlib.suppress(OSError):
-            while self._wake_reader.recv(4096):
-                pass
 
     def shutdown(self) -> None:
         """Stop every worker and reap it; safe to call more than once."""
@@ -314,9 +316,13 @@ class GroupedParallelSuite(unittest.TestSuite):
         readable = multiprocessing.connection.wait(
             [*by_conn, self._wake_reader], timeout=0.5
         )
-        self._configure_ready_slots()
-        if self.cloning is not None and (failed := self.cloning.failure()):
-            raise failed  # Django's own clone error ends the run (SystemExit)
+        if self._wake_reader in readable:
+            self._configure_ready_slots()
+        if self.cloning is not None:
+            if failed := self.cloning.failure():
+                raise failed  # Django's own clone error ends the run (SystemExit)
+            if self.cloning.took is not None:  # every clone made: stop asking
+                self.cloning = None
         now = time.monotonic()
         for worker in list(self.workers.values()):
             exited = worker.process.poll() is not None
