@@ -8,6 +8,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 import unittest
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from concurrent_runner.forking import (
     ForkRequest,
     ForkServer,
     ForkServerGone,
+    _reap_within,
     fork_workers_enabled,
 )
 from concurrent_runner.pool import WorkerProcess
@@ -153,6 +155,33 @@ class ForkServerTests(ForkServerCase):
             )
         spawn.assert_called_once()
         self.assertIs(worker.process, fresh[1])
+
+
+class ReapWithinTests(SimpleTestCase):
+    def fork_child(self, lifetime: float) -> int:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            time.sleep(lifetime)
+            os._exit(3)
+        return pid
+
+    def test_a_child_that_exits_in_time_is_reaped_with_its_status(self) -> None:
+        pid = self.fork_child(0.05)
+        status = _reap_within(pid, BOUND)
+        self.assertIsNotNone(status)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 3)
+        with self.assertRaises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # already reaped
+
+    def test_a_child_still_running_at_the_deadline_is_left_to_the_caller(
+        self,
+    ) -> None:
+        pid = self.fork_child(BOUND)
+        self.addCleanup(os.waitpid, pid, 0)
+        self.addCleanup(os.kill, pid, signal.SIGKILL)
+        self.assertIsNone(_reap_within(pid, 0.05))
+        self.assertEqual(os.waitpid(pid, os.WNOHANG), (0, 0))  # still there
 
 
 class ForkFailureTests(SimpleTestCase):
