@@ -17,6 +17,7 @@ from typing import Any
 from django.test.runner import DebugSQLTextTestResult
 
 from . import protocol as p
+from .skips import at_line_start
 
 
 class WorkerCrashed(Exception):
@@ -98,11 +99,9 @@ def _outside_a_test(result: unittest.TestResult) -> Iterator[None]:
     With ``--buffer`` the result formats an error by reading
     ``sys.stdout.getvalue()``, which only its own buffer has.
     """
-    # Every replayed test ends its line, but TextTestResult does not always
-    # note it (3.11's addUnexpectedSuccess) and would then print a bare
-    # status without the fixture's description.
-    if getattr(result, "_newline", None) is False:
-        result._newline = True  # type: ignore[attr-defined]
+    # Else TextTestResult could print a bare status without the fixture's
+    # description.
+    at_line_start(result)
     buffered = hasattr(result, "_setupStdout") and hasattr(result, "_restoreStdout")
     if buffered:
         result._setupStdout()  # type: ignore[attr-defined]

@@ -270,6 +270,10 @@ class Runner(DiscoverRunner):
             from .junit import JUnitRecording
 
             mixins.append(JUnitRecording)
+        from .skips import SKIPS_UNSTARTED, NamedSkips
+
+        if SKIPS_UNSTARTED and self.verbosity >= 2:
+            mixins.append(NamedSkips)
         if not mixins:
             return base
         return type(

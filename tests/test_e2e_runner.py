@@ -12,6 +12,8 @@ from pathlib import Path
 from django.db import connection
 from django.test import SimpleTestCase
 
+from concurrent_runner.skips import SKIPS_UNSTARTED
+
 from .e2e import (
     E2E_PROJECT,
     OUTCOMES_RAN,
@@ -111,7 +113,13 @@ class InProcessTests(SimpleTestCase):
         self.assertEqual(ours.returncode, django.returncode)
         self.assertEqual(ours.summary, django.summary)
         self.assertEqual(ours.headers(), django.headers())
-        self.assertEqual(list(ours.statuses().items()), list(django.statuses().items()))
+        statuses = ours.statuses()
+        if SKIPS_UNSTARTED:
+            # There unittest prints a @skip test's status without its name
+            # after an "expected failure" line; the runner names it.
+            skipped = statuses.pop("outcomes.tests.Mixed.test_skipped")
+            self.assertEqual(skipped, "skipped 'not today'")
+        self.assertEqual(list(statuses.items()), list(django.statuses().items()))
         self.assertNotIn("worker processes", ours.output)
 
     def test_in_memory_sqlite_becomes_a_file(self):
@@ -511,6 +519,14 @@ class InProcessOutputTests(SimpleTestCase):
         self.assertNotIn("Timings:", ours.output)
         ours_lines = [line for line in lines(ours) if "test database" not in line]
         django_lines = [line for line in lines(django) if "test database" not in line]
+        if SKIPS_UNSTARTED:
+            # The one line the runner changes there: it names the @skip test
+            # that unittest leaves unnamed after an "expected failure".
+            bare = "skipped 'not today'"
+            self.assertIn(bare, django_lines)
+            django_lines[django_lines.index(bare)] = (
+                f"test_skipped (outcomes.tests.Mixed.test_skipped) ... {bare}"
+            )
         self.assertEqual(ours_lines, django_lines)
 
 

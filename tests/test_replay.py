@@ -395,3 +395,39 @@ class FixtureAfterUnexpectedSuccessTests(unittest.TestCase):
         lines = stream.getvalue().splitlines()
         self.assertIn("setUpClass (fake.mod.Broken) ... ERROR", lines)
         self.assertNotIn("ERROR", lines)
+
+
+class NamedSkipsTests(unittest.TestCase):
+    def result(self) -> tuple[Any, io.StringIO]:
+        from concurrent_runner.skips import NamedSkips
+
+        stream = io.StringIO()
+        cls = type("Result", (NamedSkips, unittest.TextTestResult), {})
+        runner_stream = unittest.runner._WritelnDecorator(stream)  # type: ignore[attr-defined]
+        return cls(runner_stream, descriptions=True, verbosity=2), stream
+
+    def test_a_skip_that_never_started_is_named_after_an_expected_failure(self):
+        # What Python 3.12.0-3.12.1 do with a @skip test: addSkip, no startTest.
+        result, stream = self.result()
+        before, skipped = make_test("test_a"), make_test("test_b")
+        result.startTest(before)
+        result.addExpectedFailure(before, exc_info(AssertionError("x")))
+        result.stopTest(before)
+        replay_test(
+            result,
+            skipped,
+            p.TestRecord(0, started=False, outcomes=[p.Skip("why")]),
+        )
+        lines = stream.getvalue().splitlines()
+        self.assertEqual(
+            lines[-1], f"test_b ({MODULE}.Sample.test_b) ... skipped 'why'"
+        )
+
+    def test_a_started_skip_is_named_once(self):
+        result, stream = self.result()
+        test = make_test("test_c")
+        result.startTest(test)
+        result.addSkip(test, "later")
+        self.assertEqual(
+            stream.getvalue(), f"test_c ({MODULE}.Sample.test_c) ... skipped 'later'\n"
+        )
