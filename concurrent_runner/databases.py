@@ -48,11 +48,28 @@ def file_backed_sqlite(directory: Path) -> Iterator[None]:
             test = connections[alias].settings_dict.setdefault("TEST", {})
             changed[alias] = test.get("NAME")
             test["NAME"] = str(directory / f"test_{alias}.sqlite3")
+            creation = connections[alias].creation
+            creation._create_test_db = _without_old_database_message(  # type: ignore[attr-defined]
+                creation._create_test_db  # type: ignore[attr-defined]
+            )
     try:
         yield
     finally:
         for alias, name in changed.items():
             connections[alias].settings_dict["TEST"]["NAME"] = name
+            vars(connections[alias].creation).pop("_create_test_db", None)
+
+
+def _without_old_database_message(create: Callable[..., Any]) -> Callable[..., Any]:
+    """SQLite's ``_create_test_db``, without its "Destroying old test
+    database" line: Django prints it before every file-backed test database
+    is made, and the file standing in for an in-memory one is always new
+    (the run's directory is), so there is never an old one to destroy."""
+
+    def create_test_db(verbosity: int, autoclobber: bool, keepdb: bool = False) -> Any:
+        return create(0, autoclobber, keepdb)  # verbosity only chooses that line
+
+    return create_test_db
 
 
 def keep_open_like_memory(directory: str | Path) -> list[Any]:
