@@ -138,12 +138,6 @@ def slot_settings(old_config: list[tuple[Any, str, bool]], slot: int) -> dict:
     return targets
 
 
-def clone_all(old_config: list, slots: int, verbosity: int) -> None:
-    """Make a fresh clone of every created database for slots 1..N, and
-    return when all are made (``Cloning`` without waiting for it)."""
-    Cloning(old_config, slots, verbosity).wait()
-
-
 class Cloning:
     """Clones of every created database for slots 1..N, made in the
     background.

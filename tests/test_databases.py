@@ -158,7 +158,7 @@ class CloneAndDestroyTests(TransactionTestCase):
             for slot in range(1, slots + 1)
         ]
         self.addCleanup(databases.destroy_clones, old_config, slots, 0, attempts=1)
-        databases.clone_all(old_config, slots, verbosity=0)
+        databases.Cloning(old_config, slots, verbosity=0).wait()
         for slot, name in enumerate(clones, 1):
             clone = connection.copy()
             clone.settings_dict.update(
