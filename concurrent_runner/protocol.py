@@ -160,6 +160,9 @@ class Configure:
     sqlite_dir: str = ""
     #: ... and are tuned, unless switched off (databases.tune_sqlite).
     fast_sqlite: bool = False
+    #: PostgreSQL clones commit without waiting for an fsync, unless
+    #: switched off (databases.tune_postgresql).
+    fast_postgresql: bool = False
 
 
 @dataclass

@@ -6,7 +6,8 @@ test databases once and a clone per worker slot, and runs the units in child
 ``manage.py test`` processes. Without the flag (or with 1) it is
 DiscoverRunner, except that an in-memory SQLite test database becomes a file
 that other processes can open, and that the test databases are tuned for
-being thrown away (``databases.tune_sqlite``, ``flush``).
+being thrown away (``databases.tune_sqlite``, ``databases.tune_postgresql``,
+``flush``).
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ class Runner(DiscoverRunner):
         self._call = 0
         self._checked = False  # run_checks already ran (before cloning)
         self._cloning: Any = None  # databases.Cloning, while clones are made
+        self._pg_tuning: int | None = None  # see databases.tune_postgresql
         self._cloning_bar: Any = None
 
     @classmethod
@@ -237,6 +239,7 @@ class Runner(DiscoverRunner):
             ):
                 return super().run_tests(test_labels, **kwargs)
         finally:
+            self._untune_postgresql()
             self._stop_workers()
             self._write_reports()
             self._suite = None
@@ -430,6 +433,20 @@ class Runner(DiscoverRunner):
     # -- databases ---------------------------------------------------------
 
     def setup_databases(self, **kwargs: Any) -> Any:
+        from django.db import connections
+
+        from . import databases
+
+        aliases = kwargs.get("aliases")
+        # Only what this run creates: an empty set (no test uses a database)
+        # is nothing, so an interrupt drops nothing it did not make.
+        used = connections if aliases is None else aliases
+        if databases.fast_postgresql_enabled() and self._pg_tuning is None:
+            # Before the migrations, and before the fork server: its workers
+            # inherit it for their clones.
+            self._pg_tuning = databases.tune_postgresql(
+                databases.postgresql_test_names(used)
+            )
         suite = self._suite
         if suite is None:
             with self._timed_bar("creating the test databases"):
@@ -441,7 +458,6 @@ class Runner(DiscoverRunner):
 
                 self._kept_open = keep_open_like_memory(self._rundir)
             return created
-        from . import databases
         from .forking import ForkServer, fork_workers_enabled
         from .protocol import Configure
 
@@ -452,9 +468,7 @@ class Runner(DiscoverRunner):
                 self._forks = ForkServer(suite.tests, failfast=self.failfast)
         # Workers start while the databases are being built.
         suite.start_workers()
-        from django.db import connections
-
-        planned = databases.planned_test_databases(kwargs.get("aliases") or connections)
+        planned = databases.planned_test_databases(used)
         old_config = None
         try:
             with self._timed_bar("creating the test databases"):
@@ -471,9 +485,11 @@ class Runner(DiscoverRunner):
             # the clones, because PostgreSQL copies no template that a
             # connection is using, and the clones are made from here on, in
             # the background, while the first workers already test.
-            aliases = kwargs.get("aliases")
-            self.run_checks(set(connections) if aliases is None else aliases)
+            self.run_checks(set(used))
             self._checked = True
+            # Their report (stdout) before the clones' lines (stderr), also
+            # where stdout is a block-buffered pipe, as in a CI log.
+            sys.stdout.flush()
             serialized = {
                 alias: contents
                 for alias in connections
@@ -491,6 +507,7 @@ class Runner(DiscoverRunner):
                         self.debug_sql,
                         sqlite_dir=str(self._rundir or ""),
                         fast_sqlite=databases.fast_sqlite_enabled(),
+                        fast_postgresql=databases.fast_postgresql_enabled(),
                     )
                     for slot in range(1, suite.plan.workers + 1)
                 }
@@ -554,7 +571,19 @@ class Runner(DiscoverRunner):
             if bar is not None:
                 bar.end = self.timeline.now()
 
+    def _untune_postgresql(self) -> None:
+        from .databases import untune_postgresql
+
+        untune_postgresql(self._pg_tuning)
+        self._pg_tuning = None
+
     def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
+        try:
+            self._destroy_databases(old_config, **kwargs)
+        finally:
+            self._untune_postgresql()
+
+    def _destroy_databases(self, old_config: Any, **kwargs: Any) -> None:
         suite = self._suite
         if suite is None:
             from .databases import really_close

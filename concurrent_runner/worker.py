@@ -229,6 +229,14 @@ def use_databases(config: p.Configure) -> None:
         from .databases import tune_sqlite
 
         tune_sqlite(config.sqlite_dir)
+    if config.fast_postgresql:  # a forked worker has it already
+        from .databases import tune_postgresql
+
+        tune_postgresql(
+            target["NAME"]
+            for target in config.databases.values()
+            if isinstance(target, dict)
+        )
     for alias, target in config.databases.items():
         if isinstance(target, dict):
             connection = connections[alias]

@@ -202,3 +202,147 @@ class TuneSqliteTests(SimpleTestCase):
         self.assertFalse(databases._is_run_file(conn("/run2/x.sqlite3"), "/run"))
         self.assertFalse(databases._is_run_file(conn("/run/x", "postgresql"), "/run"))
         self.assertFalse(databases._is_run_file(conn("/run/x.sqlite3"), ""))
+
+
+class TunePostgresqlTests(SimpleTestCase):
+    databases = {"default"}  # connections of its own, nothing to flush
+
+    def setUp(self):
+        # Each test tunes in a registry of its own; the runner running this
+        # suite may have tuned this process, so its receiver comes back.
+        from django.db.backends.signals import connection_created
+
+        registry = mock.patch.object(databases, "_TUNED_POSTGRESQL", {})
+        registry.start()
+        self.addCleanup(registry.stop)
+        if self.receiver_connected():
+            self.addCleanup(
+                connection_created.connect,
+                databases._tune_postgresql_connection,
+                weak=False,
+                dispatch_uid=databases._POSTGRESQL_UID,
+            )
+
+    def receiver_connected(self) -> bool:
+        from django.db.backends.signals import connection_created
+
+        return any(
+            key[0] == databases._POSTGRESQL_UID
+            for key, *_ in connection_created.receivers
+        )
+
+    def test_the_test_databases_and_their_clones_only(self):
+        databases.tune_postgresql(["test_shop"])
+        for name in ("test_shop", "test_shop_1", "test_shop_12"):
+            self.assertTrue(databases._is_tuned_postgresql(name), name)
+        for name in ("shop", "test_shop_x", "test_shopping", "test_shop_", ""):
+            self.assertFalse(databases._is_tuned_postgresql(name), name)
+
+    def test_tunings_nest_and_each_undoes_only_its_own(self):
+        outer = databases.tune_postgresql(["test_a"])
+        inner = databases.tune_postgresql(["test_b"])  # a run inside the run
+        self.assertTrue(databases._is_tuned_postgresql("test_b_1"))
+        databases.untune_postgresql(inner)
+        databases.untune_postgresql(inner)  # twice: nothing more
+        self.assertFalse(databases._is_tuned_postgresql("test_b"))
+        self.assertTrue(databases._is_tuned_postgresql("test_a_2"))
+        self.assertTrue(self.receiver_connected())
+        databases.untune_postgresql(outer)
+        databases.untune_postgresql(None)
+        self.assertFalse(databases._is_tuned_postgresql("test_a"))
+        self.assertFalse(self.receiver_connected())
+
+    def test_a_server_without_the_setting_gets_a_warning_not_an_error(self):
+        class Error(Exception):
+            pass
+
+        cursor = mock.MagicMock()
+        cursor.__enter__.return_value.execute.side_effect = Error("unknown setting")
+        connection = mock.Mock(
+            vendor="postgresql",
+            settings_dict={"NAME": "test_a_1"},
+            Database=mock.Mock(Error=Error),
+        )
+        connection.connection.cursor.return_value = cursor
+        connection.get_autocommit.return_value = False
+        databases.tune_postgresql(["test_a"])
+        with self.assertWarnsRegex(RuntimeWarning, "unknown setting"):
+            databases._tune_postgresql_connection(None, connection)
+        connection.connection.rollback.assert_called_once_with()
+        connection.connection.commit.assert_not_called()
+
+    def test_a_connection_to_a_tuned_database_commits_without_fsync(self):
+        connection = connections["default"]
+        if connection.vendor != "postgresql":
+            self.skipTest("PostgreSQL's synchronous_commit")
+        test_name = connection.settings_dict["NAME"]
+
+        def synchronous_commit(name: str) -> tuple[str, str]:
+            copy = connection.copy()
+            copy.settings_dict["NAME"] = name
+            try:
+                with copy.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT current_setting('synchronous_commit'), reset_val "
+                        "FROM pg_settings WHERE name = 'synchronous_commit'"
+                    )
+                    return cursor.fetchone()
+            finally:
+                copy.close()
+
+        current, default = synchronous_commit("postgres")
+        if default == "off":
+            self.skipTest("the server has synchronous_commit off already")
+        self.assertEqual(current, default)  # not a test database: untouched
+        token = databases.tune_postgresql([test_name])
+        self.assertEqual(synchronous_commit(test_name)[0], "off")
+        databases.untune_postgresql(token)
+        self.assertEqual(synchronous_commit(test_name)[0], default)
+
+
+class RunnerTuningTests(SimpleTestCase):
+    def test_teardown_undoes_the_runs_tuning(self):
+        from concurrent_runner.runner import Runner
+
+        runner = Runner(verbosity=0)
+        with (
+            mock.patch.object(databases, "_TUNED_POSTGRESQL", {}) as registry,
+            mock.patch.object(Runner, "_destroy_databases", side_effect=OSError),
+            mock.patch(
+                "django.db.backends.signals.connection_created.disconnect"
+            ) as disconnect,
+            self.assertRaises(OSError),  # undone even when teardown fails
+        ):
+            runner._pg_tuning = databases.tune_postgresql(["test_a"])
+            self.assertTrue(registry)
+            runner.teardown_databases([])
+        self.assertEqual(registry, {})
+        self.assertIsNone(runner._pg_tuning)
+        disconnect.assert_called_once_with(dispatch_uid=databases._POSTGRESQL_UID)
+
+
+class InterruptedSetupTests(SimpleTestCase):
+    def test_a_suite_using_no_database_has_none_to_drop(self):
+        # An interrupted parallel setup drops what it planned: with no
+        # database in use that is nothing, not every alias's test database.
+        from concurrent_runner.runner import Runner
+
+        runner = Runner(verbosity=0, parallel_groups=2)
+        runner._suite = mock.Mock(plan=mock.Mock(workers=2))
+        with (
+            mock.patch(
+                "concurrent_runner.forking.fork_workers_enabled", return_value=False
+            ),
+            mock.patch(
+                "concurrent_runner.runner._setup_databases",
+                side_effect=KeyboardInterrupt,
+            ),
+            mock.patch.object(databases, "drop_planned") as drop,
+            mock.patch.object(databases, "tune_postgresql") as tune,
+            self.assertRaises(KeyboardInterrupt),
+        ):
+            runner.setup_databases(aliases=set(), serialized_aliases=set())
+        drop.assert_called_once_with({}, keepdb=False)
+        runner._suite.shutdown.assert_called_once_with()
+        tune.assert_called_once()
+        self.assertEqual(list(tune.call_args.args[0]), [])

@@ -554,7 +554,14 @@ class TuningTests(SimpleTestCase):
                 "EXPECT_SYNCHRONOUS": synchronous,
                 "EXPECT_JOURNAL_MODE": journal,
             }
-            self.assert_every_way("tuning", env, ran=4)
+            self.assert_every_way("tuning.tests", env, ran=4)
+
+    def test_postgresql_test_databases_commit_as_the_setting_says(self):
+        if connection.vendor != "postgresql":
+            self.skipTest("about PostgreSQL's synchronous_commit")
+        for fast in ("1", "0"):
+            env = {"FAST_POSTGRESQL": fast, "EXPECT_FAST_POSTGRESQL": fast}
+            self.assert_every_way("tuning.test_postgresql", env, ran=4)
 
     def test_postgresql_flushes_as_the_setting_says(self):
         # On SQLite and MariaDB Django's own flush runs, whatever the setting.
@@ -604,6 +611,14 @@ class OutputOrderTests(SimpleTestCase):
                     result.output,
                     rf"{method} \({test_id}\) \.\.\. <<{test_id}>>x{{5000}}\nok\n",
                 )
+
+    def test_the_check_report_comes_before_the_clones_in_a_log(self):
+        result = manage("multidb", *PARALLEL, env={"PYTHONUNBUFFERED": ""})
+        self.assertEqual(result.returncode, 0, result.output)
+        self.assertLess(
+            result.output.index("System check identified"),
+            result.output.index("Cloning test database"),
+        )
 
 
 class LongClassTests(SimpleTestCase):

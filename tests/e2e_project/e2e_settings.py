@@ -37,4 +37,5 @@ DATABASES = {
 TEST_RUNNER = "concurrent_runner.Runner"
 CONCURRENT_RUNNER_FAST_SQLITE = os.environ.get("FAST_SQLITE", "1") == "1"
 CONCURRENT_RUNNER_FAST_FLUSH = os.environ.get("FAST_FLUSH", "1") == "1"
+CONCURRENT_RUNNER_FAST_POSTGRESQL = os.environ.get("FAST_POSTGRESQL", "1") == "1"
 CONCURRENT_RUNNER_DURATIONS_FILE = os.environ.get("DURATIONS_FILE", os.devnull)
