@@ -134,6 +134,7 @@ class Runner(DiscoverRunner):
         self._checked = False  # run_checks already ran (before cloning)
         self._cloning: Any = None  # databases.Cloning, while clones are made
         self._pg_tuning: int | None = None  # see databases.tune_postgresql
+        self._interrupts: Any = None  # interrupts.Interrupts, while running
         self._cloning_bar: Any = None
 
     @classmethod
@@ -226,12 +227,15 @@ class Runner(DiscoverRunner):
             from .junit import JUnitReport
 
             self.junit = JUnitReport()
+        from .interrupts import Interrupts
+
+        self._interrupts = Interrupts()
         try:
             from .databases import file_backed_sqlite, tuned_sqlite
             from .flush import fast_flush
 
             with (
-                _sigterm_interrupts(),
+                self._interrupts.handled(),
                 file_backed_sqlite(rundir),
                 tuned_sqlite(rundir),
                 fast_flush(),
@@ -243,6 +247,7 @@ class Runner(DiscoverRunner):
             self._stop_workers()
             self._write_reports()
             self._suite = None
+            self._interrupts = None
             shutil.rmtree(rundir, ignore_errors=True)
             self._rundir = None
 
@@ -371,6 +376,8 @@ class Runner(DiscoverRunner):
         return self._suite
 
     def run_suite(self, suite: Any, **kwargs: Any) -> Any:
+        # Within Django's try/finally that tears the databases down.
+        self._check_interrupts()
         # What setup wrote to stdout (migrate's "Applying ... OK") must not
         # surface in the middle of the results when both go to one log.
         sys.stdout.flush()
@@ -481,6 +488,7 @@ class Runner(DiscoverRunner):
                     parallel=0,
                     **kwargs,
                 )
+            self._check_interrupts()  # before any clone is made
             # Django runs its checks after this method; they run now, before
             # the clones, because PostgreSQL copies no template that a
             # connection is using, and the clones are made from here on, in
@@ -519,6 +527,7 @@ class Runner(DiscoverRunner):
                 old_config, suite.plan.workers, self.verbosity, suite.slot_ready
             )
             suite.cloning = self._cloning
+            self._check_interrupts()
         except BaseException:
             # Interrupted or failed half way: leave no worker, clone or test
             # database behind.
@@ -529,6 +538,11 @@ class Runner(DiscoverRunner):
             databases.drop_planned(planned, keepdb=self.keepdb)
             raise
         return old_config
+
+    def _check_interrupts(self) -> None:
+        """Raise a Ctrl-C or SIGTERM that a ``__del__`` swallowed."""
+        if self._interrupts is not None:
+            self._interrupts.check()
 
     def run_checks(self, databases: Any) -> None:
         if not self._checked:  # a parallel run checks before cloning
@@ -618,27 +632,6 @@ def _iter_tests(suite: unittest.TestSuite) -> Iterator[Any]:
     from django.test.utils import iter_test_cases  # type: ignore[attr-defined]
 
     return iter_test_cases(suite)
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM to the parent unwinds like Ctrl-C, so every ``finally`` runs
-    (workers reaped, clones dropped, run directory removed)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,14 @@ from pathlib import Path
 from django.db import connection
 from django.test import SimpleTestCase
 
-from .e2e import OUTCOMES_RAN, e2e_databases, manage, server_databases, start_manage
+from .e2e import (
+    OUTCOMES_RAN,
+    RAN,
+    e2e_databases,
+    manage,
+    server_databases,
+    start_manage,
+)
 
 PARALLEL = ("--parallel-groups", "2")
 
@@ -164,6 +171,18 @@ class SignalTests(LeavesNoDatabase):
         self.assertIn("KeyboardInterrupt", result.output)
         self.assertNotEqual(result.returncode, 0)
         self.assert_no_test_databases()
+
+    def test_an_interrupt_that_a_del_swallowed_still_ends_the_run(self):
+        # faults.apps sends SIGTERM from inside a __del__ while migrating,
+        # where Python only prints the KeyboardInterrupt the handler raises.
+        for args in (PARALLEL, ("--parallel-groups", "1")):
+            with self.subTest(args=args):
+                result = manage("multidb", *args, env={"SWALLOWED_SIGTERM": "1"})
+                self.assertIn("Exception ignored in", result.output)
+                self.assertIn("KeyboardInterrupt: SIGTERM received", result.output)
+                self.assertNotEqual(result.returncode, 0, result.output)
+                self.assertIsNone(RAN.search(result.output), result.output)
+                self.assert_no_test_databases()
 
     def test_interrupt_while_databases_are_being_created(self):
         running = start_manage("multidb", *PARALLEL, "-v", "2")

@@ -1,0 +1,56 @@
+"""Ctrl-C and SIGTERM to the test process, outside the test phase.
+
+Both unwind as KeyboardInterrupt, so every ``finally`` runs: workers are
+reaped, clones dropped, the run directory removed. (While the tests run,
+``orchestra`` handles them itself, to report what finished.)
+
+A KeyboardInterrupt raised by a signal handler while a ``__del__`` or a
+weakref callback runs is only printed, as "Exception ignored in ...", and
+is then lost: Django 6's ``ModelState.__del__`` runs often enough during
+the migrations for a Ctrl-C to vanish there. So the handler also records
+the signal, and :meth:`Interrupts.check`, called where the run goes on to
+its next step, raises it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupts:
+    def __init__(self) -> None:
+        #: The name of the first signal received ("SIGTERM"), or None.
+        self.received: str | None = None
+
+    @contextlib.contextmanager
+    def handled(self) -> Iterator[None]:
+        """Handle the signals for the block (in the main thread only, where
+        Python runs handlers); a signal that was swallowed is raised again
+        when the block ends, if nothing checked it before."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.check()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a signal came: reaching this point
+        means its first KeyboardInterrupt was swallowed on the way."""
+        if self.received is not None:
+            raise KeyboardInterrupt(f"{self.received} received")

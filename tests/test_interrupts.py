@@ -1,0 +1,69 @@
+"""Ctrl-C and SIGTERM in the test process: none is lost in a __del__."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+from unittest import mock
+
+from django.test import SimpleTestCase
+
+from concurrent_runner.interrupts import Interrupts
+
+
+class _Dying:
+    def __init__(self, sig: signal.Signals) -> None:
+        self.sig = sig
+
+    def __del__(self) -> None:
+        signal.raise_signal(self.sig)  # the handler runs in here
+
+
+class InterruptsTests(SimpleTestCase):
+    def swallow(self, sig: signal.Signals) -> list[Any]:
+        """Receive ``sig`` inside a __del__; what Python reported as ignored."""
+        ignored: list[Any] = []
+        with mock.patch.object(sys, "unraisablehook", ignored.append):
+            _Dying(sig)
+        return ignored
+
+    def test_a_signal_raises_keyboard_interrupt_at_once(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with (
+                self.subTest(sig=sig),
+                self.assertRaises(KeyboardInterrupt),
+                Interrupts().handled(),
+            ):
+                signal.raise_signal(sig)
+                self.fail("not interrupted")
+
+    def test_one_swallowed_by_a_del_is_raised_again_by_check(self):
+        interrupts = Interrupts()
+        with self.assertRaises(KeyboardInterrupt) as raised, interrupts.handled():
+            ignored = self.swallow(signal.SIGTERM)
+            # Python lost it: the block goes on...
+            self.assertIs(ignored[0].exc_type, KeyboardInterrupt)
+            # ...until the run's next step checks.
+            interrupts.check()
+        self.assertEqual(str(raised.exception), "SIGTERM received")
+
+    def test_the_end_of_the_block_raises_one_nothing_checked(self):
+        interrupts = Interrupts()
+        with self.assertRaises(KeyboardInterrupt) as raised, interrupts.handled():
+            self.swallow(signal.SIGINT)
+        self.assertEqual(str(raised.exception), "SIGINT received")
+
+    def test_the_previous_handlers_come_back(self):
+        before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        with Interrupts().handled():
+            self.assertNotEqual(
+                signal.getsignal(signal.SIGTERM), before[signal.SIGTERM]
+            )
+        self.assertEqual({sig: signal.getsignal(sig) for sig in before}, before)
+
+    def test_nothing_received_nothing_raised(self):
+        interrupts = Interrupts()
+        with interrupts.handled():
+            interrupts.check()
+        self.assertIsNone(interrupts.received)
