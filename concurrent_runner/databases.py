@@ -322,8 +322,58 @@ def planned_test_databases(aliases: Any) -> dict[str, tuple[str, Any]]:
     return planned
 
 
-def drop_planned(planned: dict[str, tuple[str, Any]], *, keepdb: bool) -> None:
-    """After an interrupted setup: drop what was planned, restore the NAMEs."""
+@contextlib.contextmanager
+def noting_made(planned: dict[str, tuple[str, Any]]) -> Iterator[set[str]]:
+    """The aliases in ``planned`` whose test database this setup makes.
+
+    Django makes a test database in ``creation._create_test_db``. If one is
+    there already, it asks whether to destroy it; "no", or Ctrl-C at that
+    prompt, leaves it alone, and so must an interrupted setup. An alias
+    counts as made once ``_create_test_db`` returns, or once its ``CREATE
+    DATABASE`` (``_execute_create_test_db``) returns or is interrupted.
+    """
+    made: set[str] = set()
+    patched: list[tuple[Any, str, Any]] = []
+
+    def wrap(alias: str, creation: Any, name: str, interrupted_counts: bool) -> None:
+        original = getattr(creation, name, None)
+        if original is None:
+            return
+
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = original(*args, **kwargs)
+            except Exception:
+                raise  # e.g. "already exists": not this run's database
+            except BaseException:
+                if interrupted_counts:
+                    made.add(alias)
+                raise
+            made.add(alias)
+            return result
+
+        patched.append((creation, name, vars(creation).get(name)))
+        setattr(creation, name, noted)
+
+    for alias in planned:
+        creation = connections[alias].creation
+        wrap(alias, creation, "_create_test_db", interrupted_counts=False)
+        wrap(alias, creation, "_execute_create_test_db", interrupted_counts=True)
+    try:
+        yield made
+    finally:
+        for creation, name, before in reversed(patched):
+            if before is None:
+                vars(creation).pop(name, None)
+            else:
+                setattr(creation, name, before)
+
+
+def drop_planned(
+    planned: dict[str, tuple[str, Any]], *, made: set[str], keepdb: bool
+) -> None:
+    """After an interrupted setup: drop the planned test databases that it
+    made (see noting_made), and restore every planned alias's NAME."""
     from django.conf import settings
 
     for alias, (test_name, old_name) in planned.items():
@@ -335,7 +385,7 @@ def drop_planned(planned: dict[str, tuple[str, Any]], *, keepdb: bool) -> None:
                 test_name
             )
         )
-        if not keepdb and not in_memory:
+        if alias in made and not keepdb and not in_memory:
             with contextlib.suppress(Exception):  # it may never have been made
                 connection.creation._destroy_test_db(test_name, verbosity=0)  # type: ignore[attr-defined]
         connection.settings_dict["NAME"] = old_name

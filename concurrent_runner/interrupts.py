@@ -2,7 +2,8 @@
 
 Both unwind as KeyboardInterrupt, so every ``finally`` runs: workers are
 reaped, clones dropped, the run directory removed. (While the tests run,
-``orchestra`` handles them itself, to report what finished.)
+``orchestra`` handles them itself, to report what finished; in one process,
+unittest's handler stops the run gently, as under DiscoverRunner.)
 
 A KeyboardInterrupt raised by a signal handler while a ``__del__`` or a
 weakref callback runs is only printed, as "Exception ignored in ...", and
@@ -27,6 +28,7 @@ class Interrupts:
     def __init__(self) -> None:
         #: The name of the first signal received ("SIGTERM"), or None.
         self.received: str | None = None
+        self._handling: set[int] = set()
 
     @contextlib.contextmanager
     def handled(self) -> Iterator[None]:
@@ -36,13 +38,38 @@ class Interrupts:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+        # A signal the process was started to ignore (nohup, a background
+        # job) stays ignored, as Python leaves an ignored SIGINT.
+        previous = {
+            sig: signal.signal(sig, self._handle)
+            for sig in SIGNALS
+            if signal.getsignal(sig) != signal.SIG_IGN
+        }
+        self._handling = set(previous)
         try:
             yield
         finally:
+            self._handling = set()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         self.check()
+
+    @contextlib.contextmanager
+    def ctrl_c_raises(self) -> Iterator[None]:
+        """The first Ctrl-C raises at once within the block.
+
+        For the test databases' setup: DiscoverRunner.setup_test_environment
+        gives SIGINT to unittest's handler, which stops a run gently once
+        its tests have started but, before that, ignores a first Ctrl-C.
+        """
+        if signal.SIGINT not in self._handling:
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is None:

@@ -454,17 +454,40 @@ class Runner(DiscoverRunner):
             self._pg_tuning = databases.tune_postgresql(
                 databases.postgresql_test_names(used)
             )
-        suite = self._suite
-        if suite is None:
-            with self._timed_bar("creating the test databases"):
-                created = super().setup_databases(**kwargs)
-            # Not under Django's own --parallel: its forked workers must
-            # really close the connection they inherit to reach their clone.
-            if self._rundir is not None and self.parallel <= 1:
-                from .databases import keep_open_like_memory
+        planned = databases.planned_test_databases(used)
+        ctrl_c = (
+            contextlib.nullcontext()
+            if self._interrupts is None
+            else self._interrupts.ctrl_c_raises()
+        )
+        with ctrl_c, databases.noting_made(planned) as made:
+            try:
+                if self._suite is None:
+                    return self._setup_in_process(**kwargs)
+                return self._setup_for_workers(self._suite, used, **kwargs)
+            except BaseException:
+                # Interrupted, cancelled or failed half way: drop the test
+                # databases this run made, and no other (one that existed
+                # and that the user chose to keep at Django's prompt).
+                databases.drop_planned(planned, made=made, keepdb=self.keepdb)
+                raise
 
-                self._kept_open = keep_open_like_memory(self._rundir)
-            return created
+    def _setup_in_process(self, **kwargs: Any) -> Any:
+        with self._timed_bar("creating the test databases"):
+            created = super().setup_databases(**kwargs)
+        self._check_interrupts()
+        # Not under Django's own --parallel: its forked workers must
+        # really close the connection they inherit to reach their clone.
+        if self._rundir is not None and self.parallel <= 1:
+            from .databases import keep_open_like_memory
+
+            self._kept_open = keep_open_like_memory(self._rundir)
+        return created
+
+    def _setup_for_workers(self, suite: Any, used: Any, **kwargs: Any) -> Any:
+        from django.db import connections
+
+        from . import databases
         from .forking import ForkServer, fork_workers_enabled
         from .protocol import Configure
 
@@ -475,7 +498,6 @@ class Runner(DiscoverRunner):
                 self._forks = ForkServer(suite.tests, failfast=self.failfast)
         # Workers start while the databases are being built.
         suite.start_workers()
-        planned = databases.planned_test_databases(used)
         old_config = None
         try:
             with self._timed_bar("creating the test databases"):
@@ -529,13 +551,11 @@ class Runner(DiscoverRunner):
             suite.cloning = self._cloning
             self._check_interrupts()
         except BaseException:
-            # Interrupted or failed half way: leave no worker, clone or test
-            # database behind.
+            # No worker or clone left behind; setup_databases drops the rest.
             self._stop_workers()
             self._finish_cloning()
             if old_config is not None:
                 databases.destroy_clones(old_config, suite.plan.workers, 0, attempts=1)
-            databases.drop_planned(planned, keepdb=self.keepdb)
             raise
         return old_config
 

@@ -103,6 +103,10 @@ def _tagged_pids(tag: str) -> list[int]:
     return pids
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Started:
     """A suite running in the background, for tests that signal it."""
 
@@ -140,6 +144,9 @@ class Started:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                # As from a terminal, also where this process ignores Ctrl-C
+                # (a background job): signalled runs must not inherit that.
+                preexec_fn=_default_sigint,
             )
 
     def output(self) -> str:

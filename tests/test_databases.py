@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 from django.db import OperationalError, connections
@@ -342,7 +343,75 @@ class InterruptedSetupTests(SimpleTestCase):
             self.assertRaises(KeyboardInterrupt),
         ):
             runner.setup_databases(aliases=set(), serialized_aliases=set())
-        drop.assert_called_once_with({}, keepdb=False)
+        drop.assert_called_once_with({}, made=set(), keepdb=False)
         runner._suite.shutdown.assert_called_once_with()
         tune.assert_called_once()
         self.assertEqual(list(tune.call_args.args[0]), [])
+
+
+class _Creation:
+    """Django's creation steps, as the test asks them to go."""
+
+    def __init__(self, execute: BaseException | None, prompt: BaseException | None):
+        self.execute, self.prompt = execute, prompt
+
+    def _execute_create_test_db(self, *args: Any) -> None:
+        if self.execute is not None:
+            raise self.execute
+
+    def _create_test_db(self, *args: Any) -> str:
+        try:
+            self._execute_create_test_db()
+        except Exception:  # already there: Django asks
+            if self.prompt is not None:
+                raise self.prompt from None
+        return "test_db"
+
+
+class NotingMadeTests(SimpleTestCase):
+    def made(self, creation: _Creation) -> set[str]:
+        fake = {"default": mock.Mock(creation=creation)}
+        planned = {"default": ("test_db", "db")}
+        with (
+            mock.patch.object(databases, "connections", fake),
+            contextlib.suppress(BaseException),
+            databases.noting_made(planned) as made,
+        ):
+            creation._create_test_db(1, False)
+        self.assertNotIn("_create_test_db", vars(creation))  # restored
+        self.assertNotIn("_execute_create_test_db", vars(creation))
+        return made
+
+    def test_a_database_created_or_recreated_is_made(self):
+        self.assertEqual(self.made(_Creation(None, None)), {"default"})
+        # "yes" at the prompt: Django drops it and creates it again.
+        self.assertEqual(self.made(_Creation(ValueError("exists"), None)), {"default"})
+
+    def test_one_the_user_keeps_at_the_prompt_is_not(self):
+        exists = ValueError("exists")
+        for answer in (SystemExit(1), KeyboardInterrupt(), EOFError()):
+            with self.subTest(answer=answer):
+                self.assertEqual(self.made(_Creation(exists, answer)), set())
+
+    def test_one_interrupted_while_being_created_is(self):
+        self.assertEqual(self.made(_Creation(KeyboardInterrupt(), None)), {"default"})
+
+    def test_only_the_made_ones_are_dropped(self):
+        conns = {
+            alias: mock.Mock(vendor="postgresql", settings_dict={"NAME": "x"})
+            for alias in ("default", "other")
+        }
+        planned = {"default": ("test_db", "db"), "other": ("test_other", "other")}
+        settings = mock.Mock(DATABASES={a: {"NAME": "x"} for a in conns})
+        with (
+            mock.patch.object(databases, "connections", conns),
+            mock.patch("django.conf.settings", settings),
+        ):
+            databases.drop_planned(planned, made={"other"}, keepdb=False)
+        conns["default"].creation._destroy_test_db.assert_not_called()
+        conns["other"].creation._destroy_test_db.assert_called_once_with(
+            "test_other", verbosity=0
+        )
+        self.assertEqual(conns["default"].settings_dict["NAME"], "db")
+        self.assertEqual(conns["other"].settings_dict["NAME"], "other")
+        self.assertEqual(settings.DATABASES["default"]["NAME"], "db")

@@ -17,9 +17,11 @@ from django.test import SimpleTestCase
 from .e2e import (
     OUTCOMES_RAN,
     RAN,
+    db_suffix,
     e2e_databases,
     manage,
     server_databases,
+    start,
     start_manage,
 )
 
@@ -185,9 +187,46 @@ class SignalTests(LeavesNoDatabase):
                 self.assert_no_test_databases()
 
     def test_interrupt_while_databases_are_being_created(self):
-        running = start_manage("multidb", *PARALLEL, "-v", "2")
-        running.wait_for("Creating test database")
-        running.send(signal.SIGTERM)
-        result = running.finish(timeout=60)
-        self.assertNotEqual(result.returncode, 0, result.output)
+        # A first Ctrl-C too, which DiscoverRunner would ignore there.
+        for args in (PARALLEL, ("--parallel-groups", "1")):
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with self.subTest(args=args, sig=sig):
+                    running = start_manage(
+                        "multidb", *args, env={"PAUSE_AFTER_MIGRATING": "30"}
+                    )
+                    running.wait_for("Paused after migrating.")
+                    running.send(sig)
+                    result = running.finish(timeout=60)
+                    self.assertNotEqual(result.returncode, 0, result.output)
+                    self.assertIsNone(RAN.search(result.output), result.output)
+                    self.assert_no_test_databases()
+
+
+class ExistingTestDatabaseTests(LeavesNoDatabase):
+    """A test database that is there already, which the user does not let
+    Django destroy, is left alone, also by the cleanup of the failed run."""
+
+    def test_it_outlives_the_cancelled_run(self):
+        if connection.vendor == "sqlite":
+            self.skipTest("about a server's databases")
+        name = f"test_e2e{db_suffix()}"
+        quoted = connection.ops.quote_name(name)
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {quoted}")
+        try:
+            for args in (PARALLEL, ("--parallel-groups", "1")):
+                with self.subTest(args=args):
+                    # Not --noinput: Django asks, and reads no answer.
+                    result = start(["manage.py", "test", "multidb", *args]).finish()
+                    self.assertNotEqual(result.returncode, 0, result.output)
+                    self.assertIn(
+                        "Got an error creating the test database", result.output
+                    )
+                    self.assertIn("Type 'yes' if you would like", result.output)
+                    self.assertEqual(
+                        server_databases(connection, e2e_databases()), {name}
+                    )
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS {quoted}")
         self.assert_no_test_databases()

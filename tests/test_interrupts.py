@@ -62,6 +62,33 @@ class InterruptsTests(SimpleTestCase):
             )
         self.assertEqual({sig: signal.getsignal(sig) for sig in before}, before)
 
+    def test_an_ignored_signal_stays_ignored(self):
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self.addCleanup(signal.signal, signal.SIGTERM, previous)
+        interrupts = Interrupts()
+        with interrupts.handled():
+            self.assertEqual(signal.getsignal(signal.SIGTERM), signal.SIG_IGN)
+            signal.raise_signal(signal.SIGTERM)
+        self.assertIsNone(interrupts.received)
+
+    def test_ctrl_c_raises_also_over_a_handler_installed_since(self):
+        interrupts = Interrupts()
+        gentle = mock.Mock()  # as unittest's: notes the first Ctrl-C only
+        with interrupts.handled():
+            previous = signal.signal(signal.SIGINT, gentle)
+            self.addCleanup(signal.signal, signal.SIGINT, previous)
+            with self.assertRaises(KeyboardInterrupt), interrupts.ctrl_c_raises():
+                signal.raise_signal(signal.SIGINT)
+                self.fail("not interrupted")
+            self.assertIs(signal.getsignal(signal.SIGINT), gentle)
+            gentle.assert_not_called()
+            interrupts.received = None  # it was not swallowed
+
+    def test_ctrl_c_raises_nothing_outside_handled(self):
+        before = signal.getsignal(signal.SIGINT)
+        with Interrupts().ctrl_c_raises():
+            self.assertIs(signal.getsignal(signal.SIGINT), before)
+
     def test_nothing_received_nothing_raised(self):
         interrupts = Interrupts()
         with interrupts.handled():

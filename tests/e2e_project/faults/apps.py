@@ -1,5 +1,6 @@
 import os
 import signal
+import time
 
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
@@ -9,9 +10,11 @@ class FaultsConfig(AppConfig):
     name = "faults"
 
     def ready(self):
+        # post_migrate is sent for apps with models, which this one has not.
         if os.environ.get("SWALLOWED_SIGTERM") == "1":
-            # Sent for apps with models, which this one has not.
             post_migrate.connect(sigterm_inside_del)
+        if os.environ.get("PAUSE_AFTER_MIGRATING"):
+            post_migrate.connect(pause_after_migrating)
 
 
 class _Dying:
@@ -22,12 +25,26 @@ class _Dying:
         signal.raise_signal(signal.SIGTERM)
 
 
-_sent = []
+_done = set()
+
+
+def once_while_migrating(what, plan):
+    """True the first time a migrate (not a flush: that passes no plan)
+    sends post_migrate for ``what``."""
+    if plan is None or what in _done:
+        return False
+    _done.add(what)
+    return True
 
 
 def sigterm_inside_del(plan=None, **kwargs):
-    """SIGTERM to this process, swallowed, once while it migrates (not when
-    a flush emits post_migrate: that passes no plan)."""
-    if plan is not None and not _sent:
-        _sent.append(True)
+    """SIGTERM to this process, swallowed, while it migrates."""
+    if once_while_migrating("sigterm", plan):
         _Dying()
+
+
+def pause_after_migrating(plan=None, **kwargs):
+    """Hold the setup, so a test can signal it there and nowhere else."""
+    if once_while_migrating("pause", plan):
+        print("Paused after migrating.", flush=True)
+        time.sleep(float(os.environ["PAUSE_AFTER_MIGRATING"]))
