@@ -323,57 +323,63 @@ def planned_test_databases(aliases: Any) -> dict[str, tuple[str, Any]]:
 
 
 @contextlib.contextmanager
-def noting_made(planned: dict[str, tuple[str, Any]]) -> Iterator[set[str]]:
-    """The aliases in ``planned`` whose test database this setup makes.
+def noting_made(aliases: Any) -> Iterator[set[str]]:
+    """The names of the test databases that this setup makes.
 
     Django makes a test database in ``creation._create_test_db``. If one is
     there already, it asks whether to destroy it; "no", or Ctrl-C at that
-    prompt, leaves it alone, and so must an interrupted setup. An alias
-    counts as made once ``_create_test_db`` returns, or once its ``CREATE
-    DATABASE`` (``_execute_create_test_db``) returns or is interrupted.
+    prompt, leaves it alone, and so must an interrupted setup. A name counts
+    as made once ``_create_test_db`` returns, or once its ``CREATE
+    DATABASE`` (``_execute_create_test_db``) returns or is interrupted by
+    Ctrl-C. Every alias is watched, since Django may make a database that
+    two aliases share through either of them.
     """
     made: set[str] = set()
     patched: list[tuple[Any, str, Any]] = []
 
-    def wrap(alias: str, creation: Any, name: str, interrupted_counts: bool) -> None:
-        original = getattr(creation, name, None)
+    def watch(creation: Any, method: str, name: str, interrupted: bool) -> None:
+        original = getattr(creation, method, None)
         if original is None:
             return
 
         def noted(*args: Any, **kwargs: Any) -> Any:
+            # Any other exception ("already exists", Django's sys.exit
+            # after a failed CREATE) means the database is not this run's.
             try:
                 result = original(*args, **kwargs)
-            except Exception:
-                raise  # e.g. "already exists": not this run's database
-            except BaseException:
-                if interrupted_counts:
-                    made.add(alias)
+            except KeyboardInterrupt:
+                if interrupted:
+                    made.add(name)
                 raise
-            made.add(alias)
+            made.add(name)
             return result
 
-        patched.append((creation, name, vars(creation).get(name)))
-        setattr(creation, name, noted)
+        patched.append((creation, method, vars(creation).get(method)))
+        setattr(creation, method, noted)
 
-    for alias in planned:
-        creation = connections[alias].creation
-        wrap(alias, creation, "_create_test_db", interrupted_counts=False)
-        wrap(alias, creation, "_execute_create_test_db", interrupted_counts=True)
+    for alias in aliases:
+        connection = connections[alias]
+        if connection.settings_dict.get("TEST", {}).get("MIRROR"):
+            continue
+        creation = connection.creation
+        name = creation._get_test_db_name()  # type: ignore[attr-defined]
+        watch(creation, "_create_test_db", name, interrupted=False)
+        watch(creation, "_execute_create_test_db", name, interrupted=True)
     try:
         yield made
     finally:
-        for creation, name, before in reversed(patched):
+        for creation, method, before in reversed(patched):
             if before is None:
-                vars(creation).pop(name, None)
+                vars(creation).pop(method, None)
             else:
-                setattr(creation, name, before)
+                setattr(creation, method, before)
 
 
 def drop_planned(
     planned: dict[str, tuple[str, Any]], *, made: set[str], keepdb: bool
 ) -> None:
     """After an interrupted setup: drop the planned test databases that it
-    made (see noting_made), and restore every planned alias's NAME."""
+    made (names, see noting_made), and restore every planned alias's NAME."""
     from django.conf import settings
 
     for alias, (test_name, old_name) in planned.items():
@@ -385,7 +391,7 @@ def drop_planned(
                 test_name
             )
         )
-        if alias in made and not keepdb and not in_memory:
+        if test_name in made and not keepdb and not in_memory:
             with contextlib.suppress(Exception):  # it may never have been made
                 connection.creation._destroy_test_db(test_name, verbosity=0)  # type: ignore[attr-defined]
         connection.settings_dict["NAME"] = old_name

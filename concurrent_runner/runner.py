@@ -455,12 +455,7 @@ class Runner(DiscoverRunner):
                 databases.postgresql_test_names(used)
             )
         planned = databases.planned_test_databases(used)
-        ctrl_c = (
-            contextlib.nullcontext()
-            if self._interrupts is None
-            else self._interrupts.ctrl_c_raises()
-        )
-        with ctrl_c, databases.noting_made(planned) as made:
+        with databases.noting_made(used) as made:
             try:
                 if self._suite is None:
                     return self._setup_in_process(**kwargs)
@@ -472,8 +467,14 @@ class Runner(DiscoverRunner):
                 databases.drop_planned(planned, made=made, keepdb=self.keepdb)
                 raise
 
+    def _ctrl_c_raises(self) -> Any:
+        """A first Ctrl-C stops the setup (not the cleanup after it)."""
+        if self._interrupts is None:
+            return contextlib.nullcontext()
+        return self._interrupts.ctrl_c_raises()
+
     def _setup_in_process(self, **kwargs: Any) -> Any:
-        with self._timed_bar("creating the test databases"):
+        with self._ctrl_c_raises(), self._timed_bar("creating the test databases"):
             created = super().setup_databases(**kwargs)
         self._check_interrupts()
         # Not under Django's own --parallel: its forked workers must
@@ -500,56 +501,57 @@ class Runner(DiscoverRunner):
         suite.start_workers()
         old_config = None
         try:
-            with self._timed_bar("creating the test databases"):
-                old_config = _setup_databases(
-                    self.verbosity,
-                    self.interactive,
-                    time_keeper=self.time_keeper,
-                    keepdb=self.keepdb,
-                    debug_sql=self.debug_sql,
-                    parallel=0,
-                    **kwargs,
-                )
-            self._check_interrupts()  # before any clone is made
-            # Django runs its checks after this method; they run now, before
-            # the clones, because PostgreSQL copies no template that a
-            # connection is using, and the clones are made from here on, in
-            # the background, while the first workers already test.
-            self.run_checks(set(used))
-            self._checked = True
-            # Their report (stdout) before the clones' lines (stderr), also
-            # where stdout is a block-buffered pipe, as in a CI log.
-            sys.stdout.flush()
-            serialized = {
-                alias: contents
-                for alias in connections
-                if (
-                    contents := getattr(
-                        connections[alias], "_test_serialized_contents", None
+            with self._ctrl_c_raises():
+                with self._timed_bar("creating the test databases"):
+                    old_config = _setup_databases(
+                        self.verbosity,
+                        self.interactive,
+                        time_keeper=self.time_keeper,
+                        keepdb=self.keepdb,
+                        debug_sql=self.debug_sql,
+                        parallel=0,
+                        **kwargs,
                     )
-                )
-            }
-            suite.configure(
-                {
-                    slot: Configure(
-                        databases.slot_settings(old_config, slot),
-                        serialized,
-                        self.debug_sql,
-                        sqlite_dir=str(self._rundir or ""),
-                        fast_sqlite=databases.fast_sqlite_enabled(),
-                        fast_postgresql=databases.fast_postgresql_enabled(),
+                self._check_interrupts()  # before any clone is made
+                # Django runs its checks after this method; they run now,
+                # before the clones, because PostgreSQL copies no template
+                # that a connection is using, and the clones are made from
+                # here on, in the background, while the first workers test.
+                self.run_checks(set(used))
+                self._checked = True
+                # Their report (stdout) before the clones' lines (stderr),
+                # also where stdout is a block-buffered pipe (a CI log).
+                sys.stdout.flush()
+                serialized = {
+                    alias: contents
+                    for alias in connections
+                    if (
+                        contents := getattr(
+                            connections[alias], "_test_serialized_contents", None
+                        )
                     )
-                    for slot in range(1, suite.plan.workers + 1)
                 }
-            )
-            self._cloning_bar = self._start_bar(
-                f"cloning them for {suite.plan.workers} workers"
-            )
-            self._cloning = databases.Cloning(
-                old_config, suite.plan.workers, self.verbosity, suite.slot_ready
-            )
-            suite.cloning = self._cloning
-            self._check_interrupts()
+                suite.configure(
+                    {
+                        slot: Configure(
+                            databases.slot_settings(old_config, slot),
+                            serialized,
+                            self.debug_sql,
+                            sqlite_dir=str(self._rundir or ""),
+                            fast_sqlite=databases.fast_sqlite_enabled(),
+                            fast_postgresql=databases.fast_postgresql_enabled(),
+                        )
+                        for slot in range(1, suite.plan.workers + 1)
+                    }
+                )
+                self._cloning_bar = self._start_bar(
+                    f"cloning them for {suite.plan.workers} workers"
+                )
+                self._cloning = databases.Cloning(
+                    old_config, suite.plan.workers, self.verbosity, suite.slot_ready
+                )
+                suite.cloning = self._cloning
+                self._check_interrupts()
         except BaseException:
             # No worker or clone left behind; setup_databases drops the rest.
             self._stop_workers()

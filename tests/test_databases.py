@@ -352,8 +352,16 @@ class InterruptedSetupTests(SimpleTestCase):
 class _Creation:
     """Django's creation steps, as the test asks them to go."""
 
-    def __init__(self, execute: BaseException | None, prompt: BaseException | None):
-        self.execute, self.prompt = execute, prompt
+    def __init__(
+        self,
+        execute: BaseException | None,
+        prompt: BaseException | None,
+        name: str = "test_db",
+    ):
+        self.execute, self.prompt, self.name = execute, prompt, name
+
+    def _get_test_db_name(self) -> str:
+        return self.name
 
     def _execute_create_test_db(self, *args: Any) -> None:
         if self.execute is not None:
@@ -365,17 +373,19 @@ class _Creation:
         except Exception:  # already there: Django asks
             if self.prompt is not None:
                 raise self.prompt from None
-        return "test_db"
+        return self.name
+
+
+def _connection(creation: Any) -> Any:
+    return mock.Mock(creation=creation, settings_dict={"TEST": {}})
 
 
 class NotingMadeTests(SimpleTestCase):
     def made(self, creation: _Creation) -> set[str]:
-        fake = {"default": mock.Mock(creation=creation)}
-        planned = {"default": ("test_db", "db")}
         with (
-            mock.patch.object(databases, "connections", fake),
+            mock.patch.object(databases, "connections", {"a": _connection(creation)}),
             contextlib.suppress(BaseException),
-            databases.noting_made(planned) as made,
+            databases.noting_made(["a"]) as made,
         ):
             creation._create_test_db(1, False)
         self.assertNotIn("_create_test_db", vars(creation))  # restored
@@ -383,9 +393,9 @@ class NotingMadeTests(SimpleTestCase):
         return made
 
     def test_a_database_created_or_recreated_is_made(self):
-        self.assertEqual(self.made(_Creation(None, None)), {"default"})
+        self.assertEqual(self.made(_Creation(None, None)), {"test_db"})
         # "yes" at the prompt: Django drops it and creates it again.
-        self.assertEqual(self.made(_Creation(ValueError("exists"), None)), {"default"})
+        self.assertEqual(self.made(_Creation(ValueError("exists"), None)), {"test_db"})
 
     def test_one_the_user_keeps_at_the_prompt_is_not(self):
         exists = ValueError("exists")
@@ -394,7 +404,44 @@ class NotingMadeTests(SimpleTestCase):
                 self.assertEqual(self.made(_Creation(exists, answer)), set())
 
     def test_one_interrupted_while_being_created_is(self):
-        self.assertEqual(self.made(_Creation(KeyboardInterrupt(), None)), {"default"})
+        self.assertEqual(self.made(_Creation(KeyboardInterrupt(), None)), {"test_db"})
+
+    def test_one_whose_create_failed_otherwise_is_not(self):
+        # Django exits when CREATE fails for another reason than "already
+        # exists" (PostgreSQL says "permission denied" first, even then).
+        self.assertEqual(self.made(_Creation(SystemExit(2), None)), set())
+
+    def test_a_database_two_aliases_share_is_noted_by_either(self):
+        # Django may make it through another alias than the one planned.
+        first, second = _Creation(None, None), _Creation(None, None)
+        conns = {"replica": _connection(first), "default": _connection(second)}
+        with (
+            mock.patch.object(databases, "connections", conns),
+            databases.noting_made(["replica", "default"]) as made,
+        ):
+            second._create_test_db(1, False)
+        self.assertEqual(made, {"test_db"})
+
+    def test_mirrors_are_not_watched_and_patches_already_there_come_back(self):
+        standin = mock.Mock(name="file_backed_sqlite's _create_test_db")
+        creation = _Creation(None, None)
+        creation._create_test_db = standin  # type: ignore[method-assign]
+        mirror = _Creation(None, None)
+        conns = {
+            "a": _connection(creation),
+            "m": mock.Mock(creation=mirror, settings_dict={"TEST": {"MIRROR": "a"}}),
+        }
+        with (
+            mock.patch.object(databases, "connections", conns),
+            databases.noting_made(["a", "m"]) as made,
+        ):
+            creation._create_test_db(1, False)
+            self.assertEqual(
+                vars(mirror), {"execute": None, "prompt": None, "name": "test_db"}
+            )
+        standin.assert_called_once_with(1, False)
+        self.assertIs(vars(creation)["_create_test_db"], standin)
+        self.assertEqual(made, {"test_db"})
 
     def test_only_the_made_ones_are_dropped(self):
         conns = {
@@ -407,7 +454,7 @@ class NotingMadeTests(SimpleTestCase):
             mock.patch.object(databases, "connections", conns),
             mock.patch("django.conf.settings", settings),
         ):
-            databases.drop_planned(planned, made={"other"}, keepdb=False)
+            databases.drop_planned(planned, made={"test_other"}, keepdb=False)
         conns["default"].creation._destroy_test_db.assert_not_called()
         conns["other"].creation._destroy_test_db.assert_called_once_with(
             "test_other", verbosity=0

@@ -21,6 +21,12 @@ class _Dying:
 
 
 class InterruptsTests(SimpleTestCase):
+    def setUp(self) -> None:
+        # As in a terminal: a worker started from a background job would
+        # otherwise inherit an ignored SIGINT, which Interrupts leaves alone.
+        before = signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.addCleanup(signal.signal, signal.SIGINT, before)
+
     def swallow(self, sig: signal.Signals) -> list[Any]:
         """Receive ``sig`` inside a __del__; what Python reported as ignored."""
         ignored: list[Any] = []
@@ -76,11 +82,13 @@ class InterruptsTests(SimpleTestCase):
         gentle = mock.Mock()  # as unittest's: notes the first Ctrl-C only
         with interrupts.handled():
             previous = signal.signal(signal.SIGINT, gentle)
-            self.addCleanup(signal.signal, signal.SIGINT, previous)
-            with self.assertRaises(KeyboardInterrupt), interrupts.ctrl_c_raises():
-                signal.raise_signal(signal.SIGINT)
-                self.fail("not interrupted")
-            self.assertIs(signal.getsignal(signal.SIGINT), gentle)
+            try:
+                with self.assertRaises(KeyboardInterrupt), interrupts.ctrl_c_raises():
+                    signal.raise_signal(signal.SIGINT)
+                    self.fail("not interrupted")
+                self.assertIs(signal.getsignal(signal.SIGINT), gentle)
+            finally:
+                signal.signal(signal.SIGINT, previous)
             gentle.assert_not_called()
             interrupts.received = None  # it was not swallowed
 
