@@ -321,7 +321,8 @@ class Runner(DiscoverRunner):
     # -- suite -------------------------------------------------------------
 
     def build_suite(self, test_labels: Any = None, **kwargs: Any) -> Any:
-        suite = super().build_suite(test_labels, **kwargs)
+        with self._ctrl_c_raises():  # discovery imports every test module
+            suite = super().build_suite(test_labels, **kwargs)
         tests = list(_iter_tests(suite))
         # Checked in every mode, so a bad mp_group fails before any test runs
         # whether or not this run is parallel.
@@ -468,7 +469,8 @@ class Runner(DiscoverRunner):
                 raise
 
     def _ctrl_c_raises(self) -> Any:
-        """A first Ctrl-C stops the setup (not the cleanup after it)."""
+        """A first Ctrl-C stops discovery, setup and checks (not the
+        cleanup after a failed setup)."""
         if self._interrupts is None:
             return contextlib.nullcontext()
         return self._interrupts.ctrl_c_raises()
@@ -568,7 +570,8 @@ class Runner(DiscoverRunner):
 
     def run_checks(self, databases: Any) -> None:
         if not self._checked:  # a parallel run checks before cloning
-            super().run_checks(databases)
+            with self._ctrl_c_raises():
+                super().run_checks(databases)
 
     def _finish_cloning(self) -> None:
         """Wait for the clones still being made; their time goes to

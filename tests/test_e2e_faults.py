@@ -186,6 +186,23 @@ class SignalTests(LeavesNoDatabase):
                 self.assertIsNone(RAN.search(result.output), result.output)
                 self.assert_no_test_databases()
 
+    def test_a_first_ctrl_c_during_discovery_stops_the_run(self):
+        for args in (PARALLEL, ("--parallel-groups", "1")):
+            with self.subTest(args=args):
+                running = start_manage(
+                    "faults.slow_import",
+                    "multidb",
+                    *args,
+                    env={"PAUSE_ON_IMPORT": "30"},
+                )
+                running.wait_for("Importing slowly.")
+                running.send(signal.SIGINT)
+                result = running.finish(timeout=60)
+                self.assertIn("KeyboardInterrupt", result.output)
+                self.assertNotEqual(result.returncode, 0, result.output)
+                self.assertIsNone(RAN.search(result.output), result.output)
+                self.assert_no_test_databases()
+
     def test_interrupt_while_databases_are_being_created(self):
         # A first Ctrl-C too, which DiscoverRunner would ignore there.
         for args in (PARALLEL, ("--parallel-groups", "1")):
