@@ -26,6 +26,7 @@ from .e2e import (
 )
 
 PARALLEL = ("--parallel-groups", "2")
+BOTH_MODES = (PARALLEL, ("--parallel-groups", "1"))
 
 
 class LeavesNoDatabase(SimpleTestCase):
@@ -174,20 +175,23 @@ class SignalTests(LeavesNoDatabase):
         self.assertNotEqual(result.returncode, 0)
         self.assert_no_test_databases()
 
+    def assert_stopped_before_the_tests(self, result):
+        self.assertNotEqual(result.returncode, 0, result.output)
+        self.assertIsNone(RAN.search(result.output), result.output)
+        self.assert_no_test_databases()
+
     def test_an_interrupt_that_a_del_swallowed_still_ends_the_run(self):
         # faults.apps sends SIGTERM from inside a __del__ while migrating,
         # where Python only prints the KeyboardInterrupt the handler raises.
-        for args in (PARALLEL, ("--parallel-groups", "1")):
+        for args in BOTH_MODES:
             with self.subTest(args=args):
                 result = manage("multidb", *args, env={"SWALLOWED_SIGTERM": "1"})
                 self.assertIn("Exception ignored in", result.output)
                 self.assertIn("KeyboardInterrupt: SIGTERM received", result.output)
-                self.assertNotEqual(result.returncode, 0, result.output)
-                self.assertIsNone(RAN.search(result.output), result.output)
-                self.assert_no_test_databases()
+                self.assert_stopped_before_the_tests(result)
 
     def test_a_first_ctrl_c_during_discovery_stops_the_run(self):
-        for args in (PARALLEL, ("--parallel-groups", "1")):
+        for args in BOTH_MODES:
             with self.subTest(args=args):
                 running = start_manage(
                     "faults.slow_import",
@@ -199,13 +203,11 @@ class SignalTests(LeavesNoDatabase):
                 running.send(signal.SIGINT)
                 result = running.finish(timeout=60)
                 self.assertIn("KeyboardInterrupt", result.output)
-                self.assertNotEqual(result.returncode, 0, result.output)
-                self.assertIsNone(RAN.search(result.output), result.output)
-                self.assert_no_test_databases()
+                self.assert_stopped_before_the_tests(result)
 
     def test_interrupt_while_databases_are_being_created(self):
         # A first Ctrl-C too, which DiscoverRunner would ignore there.
-        for args in (PARALLEL, ("--parallel-groups", "1")):
+        for args in BOTH_MODES:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with self.subTest(args=args, sig=sig):
                     running = start_manage(
@@ -214,9 +216,7 @@ class SignalTests(LeavesNoDatabase):
                     running.wait_for("Paused after migrating.")
                     running.send(sig)
                     result = running.finish(timeout=60)
-                    self.assertNotEqual(result.returncode, 0, result.output)
-                    self.assertIsNone(RAN.search(result.output), result.output)
-                    self.assert_no_test_databases()
+                    self.assert_stopped_before_the_tests(result)
 
 
 class ExistingTestDatabaseTests(LeavesNoDatabase):
@@ -231,7 +231,7 @@ class ExistingTestDatabaseTests(LeavesNoDatabase):
         with connection.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {quoted}")
         try:
-            for args in (PARALLEL, ("--parallel-groups", "1")):
+            for args in BOTH_MODES:
                 with self.subTest(args=args):
                     # Not --noinput: Django asks, and reads no answer.
                     result = start(["manage.py", "test", "multidb", *args]).finish()
