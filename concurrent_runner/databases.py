@@ -312,14 +312,18 @@ def planned_test_databases(aliases: Any) -> dict[str, tuple[str, Any]]:
     the database to drop.
     """
     planned: dict[str, tuple[str, Any]] = {}
+    for alias, name in _test_database_names(aliases):
+        if name not in {n for n, _ in planned.values()}:
+            planned[alias] = (name, connections[alias].settings_dict["NAME"])
+    return planned
+
+
+def _test_database_names(aliases: Any) -> Iterator[tuple[str, str]]:
+    """(alias, its test database's name) for each alias that is no mirror."""
     for alias in aliases:
         connection = connections[alias]
-        if connection.settings_dict.get("TEST", {}).get("MIRROR"):
-            continue
-        name = connection.creation._get_test_db_name()  # type: ignore[attr-defined]
-        if name not in {n for n, _ in planned.values()}:
-            planned[alias] = (name, connection.settings_dict["NAME"])
-    return planned
+        if not connection.settings_dict.get("TEST", {}).get("MIRROR"):
+            yield alias, connection.creation._get_test_db_name()  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -357,12 +361,8 @@ def noting_made(aliases: Any) -> Iterator[set[str]]:
         patched.append((creation, method, vars(creation).get(method)))
         setattr(creation, method, noted)
 
-    for alias in aliases:
-        connection = connections[alias]
-        if connection.settings_dict.get("TEST", {}).get("MIRROR"):
-            continue
-        creation = connection.creation
-        name = creation._get_test_db_name()  # type: ignore[attr-defined]
+    for alias, name in _test_database_names(aliases):
+        creation = connections[alias].creation
         watch(creation, "_create_test_db", name, interrupted=False)
         watch(creation, "_execute_create_test_db", name, interrupted=True)
     try:

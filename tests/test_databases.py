@@ -352,13 +352,10 @@ class InterruptedSetupTests(SimpleTestCase):
 class _Creation:
     """Django's creation steps, as the test asks them to go."""
 
-    def __init__(
-        self,
-        execute: BaseException | None,
-        prompt: BaseException | None,
-        name: str = "test_db",
-    ):
-        self.execute, self.prompt, self.name = execute, prompt, name
+    name = "test_db"
+
+    def __init__(self, execute: BaseException | None, prompt: BaseException | None):
+        self.execute, self.prompt = execute, prompt
 
     def _get_test_db_name(self) -> str:
         return self.name
@@ -436,9 +433,7 @@ class NotingMadeTests(SimpleTestCase):
             databases.noting_made(["a", "m"]) as made,
         ):
             creation._create_test_db(1, False)
-            self.assertEqual(
-                vars(mirror), {"execute": None, "prompt": None, "name": "test_db"}
-            )
+            self.assertEqual(vars(mirror), {"execute": None, "prompt": None})
         standin.assert_called_once_with(1, False)
         self.assertIs(vars(creation)["_create_test_db"], standin)
         self.assertEqual(made, {"test_db"})
