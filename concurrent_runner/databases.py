@@ -201,13 +201,15 @@ class Cloning:
             self._jobs_left -= 1
             if self._jobs_left == 0:
                 self.took = time.monotonic() - self._started
+        # Slot 1 is announced before the other slots' clones start: else
+        # one of them, made and announced first, could beat it.
+        if complete and self._on_slot is not None:
+            self._on_slot(slot)
         if complete and slot == 1:
             # Before this job's future is done, so wait() sees them.
             later = [self._pool.submit(self._clone, *job) for job in self._later]
             with self._lock:
                 self._futures += later
-        if complete and self._on_slot is not None:
-            self._on_slot(slot)
 
     @property
     def done(self) -> bool:

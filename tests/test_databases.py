@@ -123,8 +123,13 @@ class CloningTests(SimpleTestCase):
                 raise ValueError(f"clone {slot} failed")
             time.sleep(0.05 if slot == 1 else 0.01)
 
+        def on_slot(slot: int) -> None:
+            if slot == 1:
+                time.sleep(0.05)  # a slow thread must not let slot 2 go first
+            made.append(slot)
+
         with mock.patch.object(databases, "_clone", clone):
-            cloning = databases.Cloning(self.old_config, 4, 0, made.append)
+            cloning = databases.Cloning(self.old_config, 4, 0, on_slot)
             with (
                 self.assertRaises(ValueError) if fail_slot else contextlib.nullcontext()
             ):
