@@ -1,10 +1,11 @@
-"""Test databases for a parallel run: one clone per worker slot.
+"""Test databases for a parallel run: one of its own per worker slot.
 
 The parent creates the test databases once (migrations once) with Django's
-own ``setup_databases``, then gives every slot its clone through the
-backend's ``clone_test_db`` (SQLite file copy, PostgreSQL template,
-MySQL/MariaDB dump). Clones are always made fresh and always destroyed, also
-under ``--keepdb``, so no stale clone outlives a run.
+own ``setup_databases``, then gives every slot but the last its clone
+through the backend's ``clone_test_db`` (SQLite file copy, PostgreSQL
+template, MySQL/MariaDB dump); the last slot works on the test databases
+themselves (``clone_slots``). Clones are always made fresh and always
+destroyed, also under ``--keepdb``, so no stale clone outlives a run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import time
 import types
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,23 @@ def primaries(old_config: list[tuple[Any, str, bool]]) -> list[str]:
     return [conn.alias for conn, _name, destroy in old_config if destroy]
 
 
-def slot_settings(old_config: list[tuple[Any, str, bool]], slot: int) -> dict:
-    """What a worker on ``slot`` points each alias at: a clone or a mirror.
+def clone_slots(slots: int, keepdb: bool) -> list[int]:
+    """The worker slots that get clones of the test databases.
+
+    All but the last: the last slot's worker works on the test databases
+    themselves, which nothing else uses once the clones are made, so a run
+    makes one clone fewer (on PostgreSQL each is a ``CREATE DATABASE`` that
+    waits for the disk). With ``--keepdb`` every slot gets a clone: the
+    test databases are kept for the next run, untouched by the tests.
+    """
+    return list(range(1, slots + 1 if keepdb else slots))
+
+
+def slot_settings(
+    old_config: list[tuple[Any, str, bool]], slot: int, *, cloned: bool = True
+) -> dict:
+    """What a worker on ``slot`` points each alias at: its clone (or, not
+    ``cloned``, the test database itself) or a mirror's primary.
 
     A pure function of the parent's connections, like Django's
     ``get_test_db_clone_settings``: it returns new dicts and changes nothing.
@@ -128,8 +144,12 @@ def slot_settings(old_config: list[tuple[Any, str, bool]], slot: int) -> dict:
     created = primaries(old_config)
     targets: dict[str, dict[str, Any] | str] = {}
     for alias in created:
-        creation = connections[alias].creation
-        targets[alias] = creation.get_test_db_clone_settings(str(slot))
+        connection = connections[alias]
+        targets[alias] = (
+            connection.creation.get_test_db_clone_settings(str(slot))
+            if cloned
+            else {**connection.settings_dict}
+        )
     # Mirrors (TEST MIRROR, or a second alias of the same database) were
     # given their primary's test NAME by setup_databases.
     test_names = {connections[alias].settings_dict["NAME"]: alias for alias in created}
@@ -141,17 +161,18 @@ def slot_settings(old_config: list[tuple[Any, str, bool]], slot: int) -> dict:
 
 
 class Cloning:
-    """Clones of every created database for slots 1..N, made in the
-    background.
+    """Clones of every created database for the ``cloned`` slots (see
+    ``clone_slots``), made in the background.
 
-    Slot 1's clones come first, on their own, so that one worker (the one
-    given the longest unit) starts testing early; then the other slots'
-    clones are made at the same time, each by a copy of the alias's
+    The first slot's clones come first, on their own, so that one worker
+    (the one given the longest unit) starts testing early; then the other
+    slots' clones are made at the same time, each by a copy of the alias's
     connection in a thread of its own: a server copies one template into
     several databases about as fast as into one (PostgreSQL), or runs the
     dumps side by side (MySQL/MariaDB), but then all finish together.
     ``on_slot(slot)`` is called, in a clone's thread, as soon as every alias
-    of that slot has its clone.
+    of that slot has its clone; a slot without clones, once every clone is
+    made (PostgreSQL copies no template in use).
     """
 
     def __init__(
@@ -160,38 +181,46 @@ class Cloning:
         slots: int,
         verbosity: int,
         on_slot: Callable[[int], None] | None = None,
+        cloned: Sequence[int] | None = None,
     ) -> None:
         connections.close_all()  # PostgreSQL copies no template in use
         aliases = primaries(old_config)
+        cloned = list(range(1, slots + 1) if cloned is None else cloned)
         for alias in aliases:
-            for _ in range(slots):
+            for _ in cloned:
                 # Django's "Cloning test database..." now, from this thread:
                 # from the clones' threads it would land among the results.
                 _log_cloning(alias, verbosity)
         self._on_slot = on_slot
         self._started = time.monotonic()
         #: Seconds from the start to the last clone made; None until then.
-        self.took: float | None = None if aliases else 0.0
-        self._jobs_left = len(aliases) * slots
-        self._left = {slot: len(aliases) for slot in range(1, slots + 1)}
-        self._lock = threading.Lock()
-        self._later = [
-            (alias, slot) for slot in range(2, slots + 1) for alias in aliases
+        self.took: float | None = None
+        self._jobs_left = len(aliases) * len(cloned)
+        self._left = {slot: len(aliases) for slot in cloned}
+        #: Slots announced once every clone is made.
+        self._last = [
+            slot
+            for slot in range(1, slots + 1)
+            if not aliases or slot not in self._left
         ]
+        self._lock = threading.Lock()
+        self._first = cloned[0] if aliases and cloned else None
+        self._later = [(alias, slot) for slot in cloned[1:] for alias in aliases]
         self._pool = ThreadPoolExecutor(
-            max_workers=max(1, min(len(aliases) * slots, MAX_THREADS)),
+            max_workers=max(1, min(self._jobs_left, MAX_THREADS)),
             thread_name_prefix="databases",
         )
         self._futures: list[Future[None]] = []
+        first = self._first
+        if first is None:  # nothing to clone
+            self._all_made()
+            return
         for alias in aliases:
-            # Under the lock: slot 1's job may end, and add the others,
-            # before this loop does.
-            future = self._pool.submit(self._clone, alias, 1)
+            # Under the lock: the first slot's job may end, and add the
+            # others, before this loop does.
+            future = self._pool.submit(self._clone, alias, first)
             with self._lock:
                 self._futures.append(future)
-        if not aliases and on_slot is not None:
-            for slot in self._left:
-                on_slot(slot)
 
     def _clone(self, alias: str, slot: int) -> None:
         _clone(alias, slot, verbosity=0)
@@ -199,17 +228,24 @@ class Cloning:
             self._left[slot] -= 1
             complete = self._left[slot] == 0
             self._jobs_left -= 1
-            if self._jobs_left == 0:
-                self.took = time.monotonic() - self._started
-        # Slot 1 is announced before the other slots' clones start: else
-        # one of them, made and announced first, could beat it.
+            last = self._jobs_left == 0
+        # The first slot is announced before the other slots' clones start:
+        # else one of them, made and announced first, could beat it.
         if complete and self._on_slot is not None:
             self._on_slot(slot)
-        if complete and slot == 1:
+        if last:
+            self._all_made()
+        if complete and slot == self._first:
             # Before this job's future is done, so wait() sees them.
             later = [self._pool.submit(self._clone, *job) for job in self._later]
             with self._lock:
                 self._futures += later
+
+    def _all_made(self) -> None:
+        self.took = time.monotonic() - self._started
+        if self._on_slot is not None:
+            for slot in self._last:
+                self._on_slot(slot)
 
     @property
     def done(self) -> bool:
@@ -271,19 +307,17 @@ def _in_threads(function: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
 
 
 def destroy_clones(
-    old_config: list, slots: int, verbosity: int, attempts: int = DROP_ATTEMPTS
+    old_config: list,
+    slots: Iterable[int],
+    verbosity: int,
+    attempts: int = DROP_ATTEMPTS,
 ) -> list[str]:
-    """Destroy every clone, at the same time; try them all, and return what
-    could not go.
-
-    A server may take a moment to notice that a killed worker's connection
-    is gone (PostgreSQL refuses to drop a database still in use), so each
-    drop is retried briefly.
-    """
+    """Destroy the clones of ``slots``, at the same time, each drop retried
+    briefly; try them all, and return what could not go."""
     jobs = [
         (alias, slot, verbosity, attempts)
         for alias in primaries(old_config)
-        for slot in range(1, slots + 1)
+        for slot in slots
     ]
     return [problem for problem in _in_threads(_destroy, jobs) if problem]
 
@@ -291,19 +325,53 @@ def destroy_clones(
 def _destroy(alias: str, slot: int, verbosity: int, attempts: int) -> str | None:
     copy = connections[alias].copy()
     try:
-        for attempt in range(attempts):
-            try:
-                copy.creation.destroy_test_db(
-                    suffix=str(slot), verbosity=verbosity, keepdb=False
-                )
-                return None
-            except Exception as exc:
-                if attempt == attempts - 1:
-                    return f"clone {slot} of {alias!r}: {exc}"
-                time.sleep(0.5)
+        _retried(
+            lambda first: copy.creation.destroy_test_db(
+                suffix=str(slot), verbosity=verbosity if first else 0, keepdb=False
+            ),
+            attempts,
+        )
+    except Exception as exc:
+        return f"clone {slot} of {alias!r}: {exc}"
     finally:
         copy.close()
     return None
+
+
+def destroy_test_databases(
+    old_config: list, verbosity: int, keepdb: bool, attempts: int = DROP_ATTEMPTS
+) -> None:
+    """Django's ``teardown_databases`` without clones, each drop retried as
+    a clone's is: the last slot's worker worked on these databases."""
+    for connection, old_name, destroy in old_config:
+        if destroy:
+            _destroy_test_database(connection, old_name, verbosity, keepdb, attempts)
+
+
+def _destroy_test_database(
+    connection: Any, old_name: str, verbosity: int, keepdb: bool, attempts: int
+) -> None:
+    _retried(
+        lambda first: connection.creation.destroy_test_db(
+            old_name, verbosity if first else 0, keepdb
+        ),
+        attempts,
+    )
+
+
+def _retried(drop: Callable[[bool], None], attempts: int) -> None:
+    """``drop(first_attempt)``, tried ``attempts`` times half a second apart;
+    the last failure is raised. A server may take a moment to notice that a
+    killed worker's connection is gone (PostgreSQL refuses to drop a
+    database still in use)."""
+    for attempt in range(attempts):
+        try:
+            drop(attempt == 0)
+            return
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
 
 
 def planned_test_databases(aliases: Any) -> dict[str, tuple[str, Any]]:

@@ -2,12 +2,12 @@
 
 ``manage.py test --parallel-groups N`` discovers and filters tests exactly as
 Django does, splits them into units by ``mp_group``, plans them, creates the
-test databases once and a clone per worker slot, and runs the units in child
-``manage.py test`` processes. Without the flag (or with 1) it is
-DiscoverRunner, except that an in-memory SQLite test database becomes a file
-that other processes can open, and that the test databases are tuned for
-being thrown away (``databases.tune_sqlite``, ``databases.tune_postgresql``,
-``flush``).
+test databases once and a clone for every worker slot but the last (which
+uses them), and runs the units in child ``manage.py test`` processes.
+Without the flag (or with 1) it is DiscoverRunner, except that an in-memory
+SQLite test database becomes a file that other processes can open, and that
+the test databases are tuned for being thrown away
+(``databases.tune_sqlite``, ``databases.tune_postgresql``, ``flush``).
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ from django.test.utils import (
 from django.test.utils import (
     setup_test_environment,
     teardown_test_environment,
-)
-from django.test.utils import (
-    teardown_databases as _teardown_databases,
 )
 
 from .environment import SERVER_ENV
@@ -136,6 +133,7 @@ class Runner(DiscoverRunner):
         self._pg_tuning: int | None = None  # see databases.tune_postgresql
         self._interrupts: Any = None  # interrupts.Interrupts, while running
         self._cloning_bar: Any = None
+        self._cloned_slots: list[int] = []  # see databases.clone_slots
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -502,6 +500,7 @@ class Runner(DiscoverRunner):
         # Workers start while the databases are being built.
         suite.start_workers()
         old_config = None
+        self._cloned_slots = []
         try:
             with self._ctrl_c_raises():
                 with self._timed_bar("creating the test databases"):
@@ -524,6 +523,9 @@ class Runner(DiscoverRunner):
                 # Their report (stdout) before the clones' lines (stderr),
                 # also where stdout is a block-buffered pipe (a CI log).
                 sys.stdout.flush()
+                cloned = self._cloned_slots = databases.clone_slots(
+                    suite.plan.workers, self.keepdb
+                )
                 serialized = {
                     alias: contents
                     for alias in connections
@@ -536,7 +538,9 @@ class Runner(DiscoverRunner):
                 suite.configure(
                     {
                         slot: Configure(
-                            databases.slot_settings(old_config, slot),
+                            databases.slot_settings(
+                                old_config, slot, cloned=slot in cloned
+                            ),
                             serialized,
                             self.debug_sql,
                             sqlite_dir=str(self._rundir or ""),
@@ -547,10 +551,14 @@ class Runner(DiscoverRunner):
                     }
                 )
                 self._cloning_bar = self._start_bar(
-                    f"cloning them for {suite.plan.workers} workers"
+                    f"cloning them for {len(cloned)} of {suite.plan.workers} workers"
                 )
                 self._cloning = databases.Cloning(
-                    old_config, suite.plan.workers, self.verbosity, suite.slot_ready
+                    old_config,
+                    suite.plan.workers,
+                    self.verbosity,
+                    suite.slot_ready,
+                    cloned,
                 )
                 suite.cloning = self._cloning
                 self._check_interrupts()
@@ -559,7 +567,7 @@ class Runner(DiscoverRunner):
             self._stop_workers()
             self._finish_cloning()
             if old_config is not None:
-                databases.destroy_clones(old_config, suite.plan.workers, 0, attempts=1)
+                databases.destroy_clones(old_config, self._cloned_slots, 0, attempts=1)
             raise
         return old_config
 
@@ -631,17 +639,15 @@ class Runner(DiscoverRunner):
             self._kept_open = []
             return super().teardown_databases(old_config, **kwargs)
         from . import durations
-        from .databases import destroy_clones
+        from .databases import destroy_clones, destroy_test_databases
 
         self._stop_workers()
         durations.save(durations.durations_path(), suite.measured)
         try:
             self._finish_cloning()
         finally:
-            problems = destroy_clones(old_config, suite.plan.workers, self.verbosity)
-            _teardown_databases(
-                old_config, verbosity=self.verbosity, parallel=0, keepdb=self.keepdb
-            )
+            problems = destroy_clones(old_config, self._cloned_slots, self.verbosity)
+            destroy_test_databases(old_config, self.verbosity, self.keepdb)
         for problem in problems:
             print(f"Could not destroy {problem}", file=sys.stderr)
 

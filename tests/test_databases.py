@@ -4,6 +4,7 @@ become files, and making and dropping clones side by side."""
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import threading
 import time
@@ -115,7 +116,9 @@ class CloningTests(SimpleTestCase):
 
     old_config = [(connections["default"], "unused", True)]
 
-    def cloning(self, fail_slot: int = 0) -> tuple[databases.Cloning, list[int]]:
+    def cloning(
+        self, fail_slot: int = 0, cloned: list[int] | None = None
+    ) -> tuple[databases.Cloning, list[int]]:
         made: list[int] = []
 
         def clone(alias: str, slot: int, verbosity: int) -> None:
@@ -129,7 +132,7 @@ class CloningTests(SimpleTestCase):
             made.append(slot)
 
         with mock.patch.object(databases, "_clone", clone):
-            cloning = databases.Cloning(self.old_config, 4, 0, on_slot)
+            cloning = databases.Cloning(self.old_config, 4, 0, on_slot, cloned)
             with (
                 self.assertRaises(ValueError) if fail_slot else contextlib.nullcontext()
             ):
@@ -149,39 +152,111 @@ class CloningTests(SimpleTestCase):
         self.assertEqual(sorted(made), [1, 2, 4])
         self.assertIsInstance(cloning.failure(), ValueError)
 
+    def test_a_slot_without_clones_is_ready_once_every_clone_is_made(self):
+        _cloning, made = self.cloning(cloned=[1, 2, 3])
+        self.assertEqual(made[0], 1)
+        self.assertEqual(sorted(made[1:3]), [2, 3])
+        self.assertEqual(made[3:], [4])
+
+    def test_a_slot_without_clones_waits_for_a_failed_one_forever(self):
+        _cloning, made = self.cloning(fail_slot=2, cloned=[1, 2, 3])
+        self.assertEqual(sorted(made), [1, 3])
+
+    def test_nothing_to_clone_makes_every_slot_ready_at_once(self):
+        cloning, made = self.cloning(cloned=[])
+        self.assertEqual(made, [1, 2, 3, 4])
+        self.assertTrue(cloning.done)
+        self.assertIsNotNone(cloning.took)
+
+
+class CloneSlotsTests(SimpleTestCase):
+    def test_the_last_slot_works_on_the_test_databases(self):
+        self.assertEqual(databases.clone_slots(4, keepdb=False), [1, 2, 3])
+        self.assertEqual(databases.clone_slots(1, keepdb=False), [])
+
+    def test_keepdb_clones_for_every_slot(self):
+        self.assertEqual(databases.clone_slots(4, keepdb=True), [1, 2, 3, 4])
+
+    def test_slot_settings_name_the_clone_or_the_test_database(self):
+        connection = connections["default"]
+        old_config = [(connection, "unused", True)]
+        test_name = connection.settings_dict["NAME"]
+        clone = databases.slot_settings(old_config, 2)["default"]
+        itself = databases.slot_settings(old_config, 3, cloned=False)["default"]
+        self.assertEqual(
+            clone["NAME"], connection.creation.get_test_db_clone_settings("2")["NAME"]
+        )
+        self.assertNotEqual(clone["NAME"], test_name)
+        self.assertEqual(itself, connection.settings_dict)
+        self.assertIsNot(itself, connection.settings_dict)  # a copy
+
+
+class DestroyTestDatabasesTests(SimpleTestCase):
+    """The test databases themselves: a worker may have just left them."""
+
+    def config(self, failures: int) -> tuple[list, list[tuple]]:
+        calls: list[tuple] = []
+
+        def destroy_test_db(*args: Any) -> None:
+            calls.append(args)
+            if len(calls) <= failures:
+                raise RuntimeError("database is being accessed by other users")
+
+        connection = mock.Mock()
+        connection.creation.destroy_test_db = destroy_test_db
+        return [(connection, "shop", True), (mock.Mock(), "mirror", False)], calls
+
+    def test_a_drop_refused_at_first_is_tried_again_quietly(self):
+        old_config, calls = self.config(failures=1)
+        with mock.patch.object(databases.time, "sleep") as sleep:
+            databases.destroy_test_databases(old_config, 1, keepdb=False)
+        self.assertEqual(calls, [("shop", 1, False), ("shop", 0, False)])
+        sleep.assert_called_once_with(0.5)
+        old_config[1][0].creation.destroy_test_db.assert_not_called()
+
+    def test_the_last_refusal_is_raised(self):
+        old_config, calls = self.config(failures=3)
+        with (
+            mock.patch.object(databases.time, "sleep"),
+            self.assertRaisesMessage(RuntimeError, "being accessed"),
+        ):
+            databases.destroy_test_databases(old_config, 1, keepdb=True, attempts=3)
+        self.assertEqual(len(calls), 3)
+
 
 class CloneAndDestroyTests(TransactionTestCase):
     """Against the database the suite runs on (DB_VENDOR)."""
 
     available_apps = ["concurrent_runner"]
 
-    def test_every_slot_gets_a_clone_and_every_clone_goes(self):
+    def test_every_cloned_slot_gets_a_clone_and_every_clone_goes(self):
         connection = connections["default"]
         old_config = [(connection, "unused", True)]
-        slots = 3
-        clones = [
-            connection.creation.get_test_db_clone_settings(str(slot))["NAME"]
-            for slot in range(1, slots + 1)
-        ]
-        self.addCleanup(databases.destroy_clones, old_config, slots, 0, attempts=1)
-        databases.Cloning(old_config, slots, verbosity=0).wait()
-        for slot, name in enumerate(clones, 1):
+        # Slots of this process's own: on the last slot of this suite's run
+        # this database is the run's test database, whose clones 1, 2 ...
+        # are the other workers'.
+        slots = [os.getpid() * 10 + n for n in (1, 2, 3)]
+
+        def clone_of(slot: int) -> Any:
             clone = connection.copy()
             clone.settings_dict.update(
                 connection.creation.get_test_db_clone_settings(str(slot))
             )
+            return clone
+
+        self.addCleanup(databases.destroy_clones, old_config, slots, 0, attempts=1)
+        databases.Cloning(old_config, max(slots), verbosity=0, cloned=slots).wait()
+        for slot in slots:
+            clone = clone_of(slot)
             try:
                 with clone.cursor() as cursor:
-                    cursor.execute("SELECT 1")
-                    self.assertEqual(cursor.fetchone()[0], 1, name)
+                    cursor.execute("SELECT COUNT(*) FROM django_content_type")
+                    self.assertGreater(cursor.fetchone()[0], 0, slot)
             finally:
                 clone.close()
         self.assertEqual(databases.destroy_clones(old_config, slots, 0), [])
-        for slot in range(1, slots + 1):
-            clone = connection.copy()
-            clone.settings_dict.update(
-                connection.creation.get_test_db_clone_settings(str(slot))
-            )
+        for slot in slots:
+            clone = clone_of(slot)
             with self.subTest(slot=slot), self.assertRaises(OperationalError):
                 clone.ensure_connection()
                 if clone.vendor == "sqlite":  # connecting makes an empty file

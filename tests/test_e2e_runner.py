@@ -140,7 +140,7 @@ class InProcessTests(SimpleTestCase):
 class InvocationTests(SimpleTestCase):
     """The three ways a Django project starts its tests."""
 
-    env = {"EXPECT_CLONES": "1"}
+    env = {"EXPECT_WORKERS": "2"}
 
     def assert_parallel_ok(self, result, tests=7):
         self.assertEqual(result.returncode, 0, result.output)
@@ -187,7 +187,7 @@ class FreshInterpreterInvocationTests(InvocationTests):
     """The same, with workers started by re-running the command (the way
     when forking is off or unavailable)."""
 
-    env = {"EXPECT_CLONES": "1", "E2E_FORK_WORKERS": "0"}
+    env = {"EXPECT_WORKERS": "2", "E2E_FORK_WORKERS": "0"}
 
 
 class BadGroupTests(SimpleTestCase):
@@ -361,7 +361,7 @@ class KeepdbTests(SimpleTestCase):
         return server_databases(connection, e2e_databases(clones_only=True))
 
     def test_keepdb_keeps_the_database_and_never_a_clone(self):
-        env = {"EXPECT_CLONES": "1"}
+        env = {"EXPECT_WORKERS": "2", "EXPECT_KEEPDB": "1"}
         try:
             for _ in range(2):
                 result = manage("multidb", "--keepdb", *PARALLEL, env=env)
@@ -372,6 +372,41 @@ class KeepdbTests(SimpleTestCase):
         finally:
             manage("multidb", *PARALLEL, env=env)  # and drop it
         self.assertEqual(self.clones(), set())
+
+
+class DatabasePerSlotTests(SimpleTestCase):
+    """Slot 1 works on a clone, slot 2 (the last) on the test databases
+    themselves, which --keepdb keeps out of the workers' reach."""
+
+    def databases_by_slot(self, *args: str, env: dict[str, str]) -> dict[int, str]:
+        with tempfile.TemporaryDirectory() as tmp:
+            record = os.path.join(tmp, "databases.txt")
+            result = manage(
+                "multidb.tests.AllDatabases",
+                "multidb.tests.AvailableApps",
+                *args,
+                *PARALLEL,
+                env={**env, "EXPECT_WORKERS": "2", "RECORD_DATABASES": record},
+            )
+            self.assertEqual(result.returncode, 0, result.output)
+            with open(record) as f:
+                lines = [line.split() for line in f]
+        return {int(slot): name for slot, alias, name in lines if alias == "default"}
+
+    def test_the_last_slot_works_on_the_test_database(self):
+        names = self.databases_by_slot(env={})
+        self.assertEqual(sorted(names), [1, 2], "both slots ran a unit")
+        self.assertRegex(names[1], r"_1(\.sqlite3)?$")
+        self.assertEqual(re.sub(r"_1(\.sqlite3)?$", r"\1", names[1]), names[2])
+
+    def test_with_keepdb_every_slot_has_a_clone(self):
+        env = {"EXPECT_KEEPDB": "1"}
+        try:
+            names = self.databases_by_slot("--keepdb", env=env)
+        finally:
+            manage("multidb", *PARALLEL)  # and drop the kept database
+        self.assertRegex(names[1], r"_1(\.sqlite3)?$")
+        self.assertRegex(names[2], r"_2(\.sqlite3)?$")
 
 
 class ShardAndListTests(SimpleTestCase):

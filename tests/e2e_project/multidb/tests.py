@@ -1,5 +1,6 @@
 """Several aliases, a test mirror, serialized_rollback and available_apps."""
 
+import json
 import os
 import re
 
@@ -13,12 +14,23 @@ from .models import Item
 CLONE = re.compile(r"_\d+(\.sqlite3)?$")
 
 
-def expect_clone(testcase, alias):
-    """Under --parallel-groups (EXPECT_CLONES=1) every alias is a slot clone."""
+def expect_own_database(testcase, alias):
+    """Under --parallel-groups N (EXPECT_WORKERS=N) every alias is the
+    slot's own: its clone, but on slot N the test database itself, which
+    with --keepdb (EXPECT_KEEPDB=1) no worker touches."""
     name = str(connections[alias].settings_dict["NAME"])
-    if os.environ.get("EXPECT_CLONES") == "1":
-        testcase.assertRegex(name, CLONE)
     testcase.assertIn("test", name)
+    workers = os.environ.get("EXPECT_WORKERS")
+    if not workers:
+        return
+    slot = json.loads(os.environ["CONCURRENT_RUNNER_WORKER"])["slot"]
+    if record := os.environ.get("RECORD_DATABASES"):
+        with open(record, "a") as f:
+            f.write(f"{slot} {alias} {name}\n")
+    if slot == int(workers) and os.environ.get("EXPECT_KEEPDB") != "1":
+        testcase.assertNotRegex(name, CLONE)
+    else:
+        testcase.assertRegex(name, rf"_{slot}(\.sqlite3)?$")
 
 
 @tag("all")
@@ -28,9 +40,9 @@ class AllDatabases(TransactionTestCase):
     # so that the order of classes does not matter.
     serialized_rollback = True
 
-    def test_each_alias_is_its_own_clone(self):
+    def test_each_alias_is_the_slots_own(self):
         for alias in ("default", "other"):
-            expect_clone(self, alias)
+            expect_own_database(self, alias)
         self.assertNotEqual(
             connections["default"].settings_dict["NAME"],
             connections["other"].settings_dict["NAME"],
@@ -81,7 +93,7 @@ class AvailableApps(TransactionTestCase):
     serialized_rollback = True
 
     def test_only_multidb(self):
-        expect_clone(self, "default")
+        expect_own_database(self, "default")
         Item.objects.create(name="x")
         self.assertEqual(Item.objects.filter(name="x").count(), 1)
 
@@ -106,7 +118,7 @@ class ConcurrentCallsOnEveryAlias(ConcurrentTestMixin, TransactionTestCase):
         self.assertEqual(results.errors, [])
         mine = {a: str(connections[a].settings_dict["NAME"]) for a in connections}
         self.assertEqual(results, [mine, mine])
-        expect_clone(self, "other")
+        expect_own_database(self, "other")
         for alias in ("default", "other"):
             self.assertEqual(
                 set(Item.objects.using(alias).filter(name__startswith="from call")
