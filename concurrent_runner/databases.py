@@ -342,10 +342,19 @@ def destroy_test_databases(
     old_config: list, verbosity: int, keepdb: bool, attempts: int = DROP_ATTEMPTS
 ) -> None:
     """Django's ``teardown_databases`` without clones, each drop retried as
-    a clone's is: the last slot's worker worked on these databases."""
+    a clone's is (the last slot's worker worked on these databases); every
+    alias is tried, then the first failure is raised."""
+    failures = []
     for connection, old_name, destroy in old_config:
         if destroy:
-            _destroy_test_database(connection, old_name, verbosity, keepdb, attempts)
+            try:
+                _destroy_test_database(
+                    connection, old_name, verbosity, keepdb, attempts
+                )
+            except Exception as exc:
+                failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 def _destroy_test_database(

@@ -71,7 +71,8 @@ class GroupedParallelSuite(unittest.TestSuite):
         self.measured: dict[str, float] = {}
         self.remaining: dict[int, list[int]] = {}
         self.interrupted: str | None = None  # the signal's name
-        #: Slots whose clones exist: only their workers get a Configure.
+        #: Slots whose databases are ready (their clones exist; the last
+        #: slot's once every clone does): only their workers get a Configure.
         self.ready_slots: set[int] = set()
         self._slots_made: queue.SimpleQueue[int] = queue.SimpleQueue()
         # Written by the cloning threads (slot_ready), so that the loop's
@@ -110,12 +111,12 @@ class GroupedParallelSuite(unittest.TestSuite):
         return worker
 
     def configure(self, configs: dict[int, p.Configure]) -> None:
-        """What each slot's worker is sent once the slot's clones exist."""
+        """What each slot's worker is sent once the slot's databases are ready."""
         self.configs = configs
         self._configure_ready_slots()
 
     def slot_ready(self, slot: int) -> None:
-        """The slot's clones exist; called from a cloning thread."""
+        """The slot's databases are ready; called from a cloning thread."""
         self._slots_made.put(slot)
         with contextlib.suppress(OSError):
             self._wake_writer.send(b"\0")

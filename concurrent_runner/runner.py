@@ -647,9 +647,11 @@ class Runner(DiscoverRunner):
             self._finish_cloning()
         finally:
             problems = destroy_clones(old_config, self._cloned_slots, self.verbosity)
-            destroy_test_databases(old_config, self.verbosity, self.keepdb)
-        for problem in problems:
-            print(f"Could not destroy {problem}", file=sys.stderr)
+            try:
+                destroy_test_databases(old_config, self.verbosity, self.keepdb)
+            finally:
+                for problem in problems:
+                    print(f"Could not destroy {problem}", file=sys.stderr)
 
     def _stop_workers(self) -> None:
         if self._suite is not None:

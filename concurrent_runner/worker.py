@@ -4,7 +4,8 @@ A worker is forked from the run's fork server (``forking``), which already
 holds the suite, or is the very command the user ran, started again with
 ``WORKER_ENV`` set: ``Runner.run_tests`` sees it, builds the same suite and
 calls ``serve``. The worker says hello with its test ids, takes its
-databases (clones the parent made; it never creates or destroys one), then
+databases (a clone the parent made, or on the last slot the test databases
+themselves; it never creates or destroys one), then
 runs units until told to stop or until the parent goes away. This module
 imports nothing from the parent side.
 """
@@ -224,7 +225,7 @@ def connections_debug_sql() -> bool:
 
 
 def use_databases(config: p.Configure) -> None:
-    """Point every alias at this slot's clone, in place as Django expects."""
+    """Point every alias at this slot's database, in place as Django expects."""
     if config.sqlite_dir and config.fast_sqlite:
         from .databases import tune_sqlite
 

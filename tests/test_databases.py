@@ -214,14 +214,17 @@ class DestroyTestDatabasesTests(SimpleTestCase):
         sleep.assert_called_once_with(0.5)
         old_config[1][0].creation.destroy_test_db.assert_not_called()
 
-    def test_the_last_refusal_is_raised(self):
+    def test_the_last_refusal_is_raised_once_every_alias_was_tried(self):
         old_config, calls = self.config(failures=3)
+        other = mock.Mock()
+        old_config.append((other, "other", True))
         with (
             mock.patch.object(databases.time, "sleep"),
             self.assertRaisesMessage(RuntimeError, "being accessed"),
         ):
             databases.destroy_test_databases(old_config, 1, keepdb=True, attempts=3)
         self.assertEqual(len(calls), 3)
+        other.creation.destroy_test_db.assert_called_once_with("other", 1, True)
 
 
 class CloneAndDestroyTests(TransactionTestCase):
@@ -245,7 +248,7 @@ class CloneAndDestroyTests(TransactionTestCase):
             return clone
 
         self.addCleanup(databases.destroy_clones, old_config, slots, 0, attempts=1)
-        databases.Cloning(old_config, max(slots), verbosity=0, cloned=slots).wait()
+        databases.Cloning(old_config, len(slots), verbosity=0, cloned=slots).wait()
         for slot in slots:
             clone = clone_of(slot)
             try:
