@@ -133,7 +133,6 @@ class Runner(DiscoverRunner):
         self._pg_tuning: int | None = None  # see databases.tune_postgresql
         self._interrupts: Any = None  # interrupts.Interrupts, while running
         self._cloning_bar: Any = None
-        self._cloned_slots: list[int] = []  # see databases.clone_slots
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -500,7 +499,6 @@ class Runner(DiscoverRunner):
         # Workers start while the databases are being built.
         suite.start_workers()
         old_config = None
-        self._cloned_slots = []
         try:
             with self._ctrl_c_raises():
                 with self._timed_bar("creating the test databases"):
@@ -523,9 +521,7 @@ class Runner(DiscoverRunner):
                 # Their report (stdout) before the clones' lines (stderr),
                 # also where stdout is a block-buffered pipe (a CI log).
                 sys.stdout.flush()
-                cloned = self._cloned_slots = databases.clone_slots(
-                    suite.plan.workers, self.keepdb
-                )
+                cloned = self._clone_slots(suite)
                 serialized = {
                     alias: contents
                     for alias in connections
@@ -567,9 +563,16 @@ class Runner(DiscoverRunner):
             self._stop_workers()
             self._finish_cloning()
             if old_config is not None:
-                databases.destroy_clones(old_config, self._cloned_slots, 0, attempts=1)
+                databases.destroy_clones(
+                    old_config, self._clone_slots(suite), 0, attempts=1
+                )
             raise
         return old_config
+
+    def _clone_slots(self, suite: Any) -> list[int]:
+        from .databases import clone_slots
+
+        return clone_slots(suite.plan.workers, self.keepdb)
 
     def _check_interrupts(self) -> None:
         """Raise a Ctrl-C or SIGTERM that a ``__del__`` swallowed."""
@@ -646,7 +649,9 @@ class Runner(DiscoverRunner):
         try:
             self._finish_cloning()
         finally:
-            problems = destroy_clones(old_config, self._cloned_slots, self.verbosity)
+            problems = destroy_clones(
+                old_config, self._clone_slots(suite), self.verbosity
+            )
             try:
                 destroy_test_databases(old_config, self.verbosity, self.keepdb)
             finally:
