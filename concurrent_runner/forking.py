@@ -5,21 +5,23 @@ project and a second discovery of the suite, for every worker, on cores the
 parent needs for migrations. Instead, right after discovery the parent forks
 one *fork server*: a copy of itself with Django set up, the suite built and
 no database connection, no thread and nothing else running. For every
-worker the parent sends it one end of a new socket pair; it forks a child
-that becomes the worker in a few milliseconds, and reports the child's pid
-and, later, how it ended (the fork server is the workers' parent and reaps
-them).
+worker the parent sends it one end of a new socket pair and goes on, without
+waiting; it forks a child that becomes the worker in a few milliseconds, and
+reports the child's pid and, later, how it ended (the fork server is the
+workers' parent and reaps them).
 
 The fork server is never given anything but fork requests, so every worker
 starts from the same clean state, also a replacement started mid-run after a
 crash. Where forking is unsafe or unavailable (not Linux, other threads
 running, coverage.py measuring without following forks,
-``CONCURRENT_RUNNER_FORK_WORKERS = False``) or the fork server is gone,
-workers are fresh interpreters again (``pool.WorkerProcess``).
+``CONCURRENT_RUNNER_FORK_WORKERS = False``), and once a fork has failed or
+the fork server is gone, workers are fresh interpreters
+(``pool.WorkerProcess``).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing.connection
 import os
@@ -41,6 +43,8 @@ from . import protocol as p
 FORK_TIMEOUT = 30.0
 #: Seconds the fork server gives its workers to exit once it is told to stop.
 STOP_GRACE = 5.0
+#: The ``returncode`` of a worker the fork server could not fork.
+FORK_FAILED = 255
 
 
 def fork_workers_enabled() -> bool:
@@ -110,17 +114,64 @@ class ForkServerGone(Exception):
 
 
 class ForkedProcess:
-    """A worker forked by the fork server, looked at like a ``Popen``."""
+    """A worker forked by the fork server, looked at like a ``Popen``.
 
-    def __init__(self, server: ForkServer, pid: int) -> None:
+    The parent does not wait for the fork: it goes on (to the migrations)
+    while the fork server forks, and the pid comes with the server's next
+    report. ``pid`` waits for it; ``failed`` says why there is none (the
+    worker never existed, and its channel is closed).
+    """
+
+    def __init__(self, server: ForkServer) -> None:
         self._server = server
-        self.pid = pid
+        self._pid: int | None = None
+        self._deadline = time.monotonic() + FORK_TIMEOUT
+        self.failed: str | None = None
+
+    def _forked(self, pid: int | None, error: str = "") -> None:
+        self._pid = pid
+        if pid is None:
+            self.failed = error or "the fork failed"
+
+    def _settle(self, timeout: float) -> None:
+        """Take the fork server's answer, waiting up to ``timeout`` for it;
+        give up on it once the server is gone or FORK_TIMEOUT has passed
+        since the request."""
+        end = time.monotonic() + timeout
+        wait = 0.0  # first, what has come in, however long ago
+        while self._pid is None and self.failed is None:
+            self._server.pump(wait)
+            now = time.monotonic()
+            if self._pid is not None or self.failed is not None:
+                return
+            if not self._server.alive:
+                self.failed = "the fork server is gone"
+            elif now >= self._deadline:
+                # Keep the server's channel: closing it would end the
+                # workers it already forked. Only stop asking it for more.
+                self._server.usable = False
+                self.failed = f"the fork server did not answer in {FORK_TIMEOUT:g}s"
+            elif now >= end:
+                return
+            wait = min(0.05, end - now)
+
+    @property
+    def pid(self) -> int:
+        self._settle(FORK_TIMEOUT)
+        if self._pid is None:
+            raise ForkServerGone(self.failed)
+        return self._pid
 
     @property
     def returncode(self) -> int | None:
-        return self._server.returncodes.get(self.pid)
+        if self.failed is not None:
+            return FORK_FAILED
+        if self._pid is None:
+            return None
+        return self._server.returncodes.get(self._pid)
 
     def poll(self) -> int | None:
+        self._settle(0)
         self._server.pump(0)
         return self.returncode
 
@@ -129,12 +180,12 @@ class ForkedProcess:
         # reaped at once, unless its reaper is gone too.
         limit = FORK_TIMEOUT if timeout is None else timeout
         deadline = time.monotonic() + limit
-        while self.returncode is None:
+        while (code := self.poll()) is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._server.alive:
-                raise subprocess.TimeoutExpired(f"worker {self.pid}", limit)
+                raise subprocess.TimeoutExpired(f"worker {self._pid}", limit)
             self._server.pump(min(remaining, 0.05))
-        return self.returncode
+        return code
 
 
 class ForkServer:
@@ -170,15 +221,18 @@ class ForkServer:
         child_end.close()
         self.pid = pid
         self.alive = True
-        self.usable = True  # False after a fork request went unanswered
+        self.usable = True  # False after a fork failed or went unanswered
         self._reaped = False
-        self._forked: list[int | None] = []  # None: that fork failed
+        #: Asked for, in order; the server answers each request in turn.
+        self._unanswered: collections.deque[ForkedProcess] = collections.deque()
         #: pid -> how a worker ended, as Popen.returncode says it
         self.returncodes: dict[int, int] = {}
 
     def fork_worker(self, request: ForkRequest) -> tuple[Connection, ForkedProcess]:
-        """A new worker and the parent's end of its channel; ForkServerGone
-        if there will be none from here (start a fresh interpreter)."""
+        """Ask for a new worker; its process and the parent's end of its
+        channel. Returns at once: the fork happens while the parent goes on
+        (see ``ForkedProcess``). ForkServerGone if there will be no fork
+        from here (start a fresh interpreter)."""
         if not (self.alive and self.usable):
             raise ForkServerGone
         parent_end, child_end = p.channel_pair()
@@ -191,24 +245,12 @@ class ForkServer:
                 raise ForkServerGone from None
             finally:
                 child_end.close()
-            deadline = time.monotonic() + FORK_TIMEOUT
-            while not self._forked:
-                if not self.alive:
-                    raise ForkServerGone
-                if time.monotonic() > deadline:
-                    # Keep the channel: closing it would end the workers it
-                    # already forked. Only stop asking it for more.
-                    self.usable = False
-                    raise ForkServerGone
-                self.pump(0.05)
         except BaseException:
             parent_end.close()
             raise
-        pid = self._forked.pop(0)
-        if pid is None:  # this fork failed; the next may not
-            parent_end.close()
-            raise ForkServerGone
-        return parent_end, ForkedProcess(self, pid)
+        process = ForkedProcess(self)
+        self._unanswered.append(process)
+        return parent_end, process
 
     def pump(self, timeout: float) -> None:
         """Take in what the fork server has said, waiting up to ``timeout``."""
@@ -220,9 +262,12 @@ class ForkServer:
             while True:
                 match self.control.recv():
                     case Forked(pid=pid):
-                        self._forked.append(pid)
-                    case ForkFailed():
-                        self._forked.append(None)
+                        self._unanswered.popleft()._forked(pid)
+                    case ForkFailed(error=error):
+                        # Most likely a limit (EAGAIN, ENOMEM): the rest of
+                        # the run's workers are fresh interpreters.
+                        self.usable = False
+                        self._unanswered.popleft()._forked(None, error)
                     case Exited(pid=pid, returncode=code):
                         self.returncodes[pid] = code
                 if not self.control.poll():

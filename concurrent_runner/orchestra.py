@@ -427,6 +427,14 @@ class GroupedParallelSuite(unittest.TestSuite):
         """A worker's pipe closed: account for its unit, start a replacement."""
         if self.workers.get(worker.slot) is not worker:
             return
+        if worker.never_started:
+            # The fork server could not fork it (its next workers are fresh
+            # interpreters): nothing ran, so start the slot again.
+            worker.close()
+            del self.workers[worker.slot]
+            if not dispatcher.done and not result.shouldStop:
+                self._start(worker.slot)
+            return
         how = how or worker.how_it_ended()
         worker.terminate()
         del self.workers[worker.slot]

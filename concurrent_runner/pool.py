@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol as p
-from .forking import ForkRequest, ForkServer, ForkServerGone
+from .forking import ForkedProcess, ForkRequest, ForkServer, ForkServerGone
 from .worker import WorkerSpec
 
 #: Seconds a worker has to exit after SIGTERM before it gets SIGKILL.
@@ -87,6 +87,12 @@ class WorkerProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def never_started(self) -> bool:
+        """The fork server could not fork it: there was never a process."""
+        process = self.process
+        return isinstance(process, ForkedProcess) and process.failed is not None
+
     def send(self, message: Any) -> bool:
         try:
             self.conn.send(message)
@@ -138,7 +144,9 @@ class WorkerProcess:
     def terminate(self, grace: float = TERMINATE_GRACE) -> None:
         """End the worker and its process group, and reap it (a forked one
         is reaped by the fork server; this waits a bounded time for that)."""
-        p.end_process_group(self.process, grace)
+        # ForkServerGone: the fork was never answered; there is nothing to end.
+        with contextlib.suppress(ForkServerGone):
+            p.end_process_group(self.process, grace)
         self.close()
 
     def close(self) -> None:

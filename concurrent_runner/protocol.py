@@ -268,7 +268,8 @@ class ChildProcess(Protocol):
     """What the parent needs of a worker process: a ``Popen``, or a worker
     forked by the fork server (``forking.ForkedProcess``)."""
 
-    pid: int
+    @property
+    def pid(self) -> int: ...
 
     @property
     def returncode(self) -> int | None: ...

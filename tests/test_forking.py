@@ -19,6 +19,7 @@ from django.test import SimpleTestCase, override_settings
 
 from concurrent_runner import protocol as p
 from concurrent_runner.forking import (
+    FORK_FAILED,
     ForkRequest,
     ForkServer,
     ForkServerGone,
@@ -66,7 +67,8 @@ class ForkServerCase(SimpleTestCase):
         self.server = ForkServer(self.tests, failfast=False)
         self.addCleanup(self.server.close)
 
-    def fork(self, slot: int = 1) -> tuple[Any, Any]:
+    def ask(self, slot: int) -> tuple[Any, Any]:
+        """Ask the server for a worker; its channel and process, at once."""
         conn, process = self.server.fork_worker(
             ForkRequest(
                 slot,
@@ -77,6 +79,10 @@ class ForkServerCase(SimpleTestCase):
             )
         )
         self.addCleanup(conn.close)
+        return conn, process
+
+    def fork(self, slot: int = 1) -> tuple[Any, Any]:
+        conn, process = self.ask(slot)
         hello = self.receive(conn)
         self.assertIsInstance(hello, p.Hello)
         self.assertEqual(hello.pid, process.pid)
@@ -145,9 +151,11 @@ class ForkServerTests(ForkServerCase):
 
     def test_a_dead_server_means_fresh_interpreters(self) -> None:
         os.kill(self.server.pid, signal.SIGKILL)
+        self.assertTrue(self.server.control.poll(BOUND))  # its end closed
+        self.server.pump(0)
+        self.assertFalse(self.server.alive)
         with self.assertRaises(ForkServerGone):
             self.fork()
-        self.assertFalse(self.server.alive)
         fresh = (mock.Mock(), mock.Mock(pid=12345))
         with mock.patch.object(p, "spawn_with_channel", return_value=fresh) as spawn:
             worker = WorkerProcess(
@@ -155,6 +163,55 @@ class ForkServerTests(ForkServerCase):
             )
         spawn.assert_called_once()
         self.assertIs(worker.process, fresh[1])
+
+
+class AskingWithoutWaitingTests(ForkServerCase):
+    """The parent asks for a worker and goes on; the pid comes later."""
+
+    def stop_server(self) -> None:
+        os.kill(self.server.pid, signal.SIGSTOP)
+        self.addCleanup(os.kill, self.server.pid, signal.SIGCONT)
+
+    def test_asking_returns_before_the_fork_and_the_pid_follows(self) -> None:
+        self.stop_server()  # it cannot fork until it goes on
+        conn, process = self.ask(1)
+        self.assertIsNone(process.poll())
+        self.assertIsNone(process.failed)
+        os.kill(self.server.pid, signal.SIGCONT)
+        self.assertTrue(conn.poll(BOUND))
+        hello = conn.recv()
+        self.assertEqual(hello.pid, process.pid)
+        self.assertIsNone(process.poll())  # running
+
+    def test_a_server_that_dies_before_answering_started_no_worker(self) -> None:
+        self.stop_server()
+        worker = WorkerProcess(
+            1, run=1, shuffle_seed=None, rundir=self.tmp, forks=self.server
+        )
+        self.addCleanup(worker.close)
+        os.kill(self.server.pid, signal.SIGKILL)
+        self.assertEqual(worker.process.wait(BOUND), FORK_FAILED)
+        self.assertEqual(worker.process.failed, "the fork server is gone")
+        self.assertTrue(worker.never_started)
+        with self.assertRaises(ForkServerGone):
+            worker.pid  # noqa: B018 - there is none to give
+        self.assertTrue(worker.conn.poll(BOUND))
+        with self.assertRaises(EOFError):
+            worker.conn.recv()  # its channel went with the server
+        worker.terminate()  # nothing to end, and no error
+
+    def test_a_server_that_never_answers_is_given_up_on(self) -> None:
+        self.stop_server()
+        with mock.patch("concurrent_runner.forking.FORK_TIMEOUT", 0.2):
+            _conn, process = self.ask(1)
+            with self.assertRaises(ForkServerGone):
+                process.pid  # noqa: B018 - waits FORK_TIMEOUT, then gives up
+        self.assertIn("did not answer", process.failed)
+        self.assertEqual(process.poll(), FORK_FAILED)
+        self.assertTrue(self.server.alive)
+        self.assertFalse(self.server.usable)
+        with self.assertRaises(ForkServerGone):
+            self.ask(2)  # from here, fresh interpreters
 
 
 class ReapWithinTests(SimpleTestCase):
@@ -197,8 +254,9 @@ class ForkFailureTests(SimpleTestCase):
 
 
 class FailedForkInTheServerTests(ForkServerCase):
-    """The fork server's own fork fails once (EAGAIN): that worker is a
-    fresh interpreter instead, and the workers already running go on."""
+    """The fork server's own fork fails once (EAGAIN): that worker never
+    starts, the workers already running go on, and the next workers are
+    fresh interpreters."""
 
     def setUp(self) -> None:
         real_fork = os.fork
@@ -216,12 +274,23 @@ class FailedForkInTheServerTests(ForkServerCase):
 
     def test_a_failed_fork_costs_only_that_worker(self) -> None:
         _conn, first = self.fork(1)
-        with self.assertRaises(ForkServerGone):
-            self.fork(2)
+        conn, second = self.ask(2)
+        self.assertEqual(second.wait(BOUND), FORK_FAILED)
+        self.assertIn("Resource temporarily unavailable", second.failed)
+        self.assertTrue(conn.poll(BOUND))
+        with self.assertRaises(EOFError):
+            conn.recv()  # the server closed the channel it could not hand on
         self.assertTrue(self.server.alive)
         self.assertIsNone(first.poll())
-        conn, _third = self.fork(3)
-        self.assertEqual(len(self.run_unit(conn, [0])), 1)
+        with self.assertRaises(ForkServerGone):
+            self.ask(3)
+        fresh = (mock.Mock(), mock.Mock(pid=12345))
+        with mock.patch.object(p, "spawn_with_channel", return_value=fresh):
+            worker = WorkerProcess(
+                3, run=1, shuffle_seed=None, rundir=self.tmp, forks=self.server
+            )
+        self.assertIs(worker.process, fresh[1])
+        self.assertFalse(worker.never_started)
         self.assertIsNone(first.poll())
 
 

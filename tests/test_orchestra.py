@@ -25,10 +25,15 @@ class FakeWorker:
         self.index_map: dict[int, int] = {}
         self.reverse_map: dict[int, int] = {}
         self.import_errors: dict[str, str] = {}
+        self.never_started = False
+        self.closed = False
 
     def send(self, message: Any) -> bool:
         self.sent.append(message)
         return True
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def make_tests() -> list[unittest.TestCase]:
@@ -162,3 +167,26 @@ class GreetTests(unittest.TestCase):
         suite._greet(worker, ["other.test", *reversed(ids)])  # type: ignore[arg-type]
         self.assertEqual(worker.index_map, {0: 4, 1: 3, 2: 2, 3: 1})
         self.assertEqual(worker.reverse_map[4], 0)
+
+
+class LostWorkerTests(unittest.TestCase):
+    def test_a_worker_that_was_never_forked_is_started_again_unreported(
+        self,
+    ) -> None:
+        suite, dispatcher = make_suite()
+        started: list[tuple[int, int]] = []
+
+        def spawn(slot: int, generation: int) -> FakeWorker:
+            started.append((slot, generation))
+            return FakeWorker(slot)
+
+        suite.spawn = spawn  # type: ignore[assignment]
+        lost = suite.workers[1]
+        lost.ready = False
+        lost.never_started = True  # type: ignore[misc]
+        result = text_result()
+        suite._lost(lost, dispatcher, result)
+        self.assertTrue(lost.closed)  # type: ignore[attr-defined]
+        self.assertEqual(started, [(1, 0)])
+        self.assertIsNot(suite.workers[1], lost)
+        self.assertEqual((result.errors, result.failures), ([], []))
