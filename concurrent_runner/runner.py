@@ -24,7 +24,7 @@ import unittest
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.test.runner import DiscoverRunner
 from django.test.utils import (
@@ -35,12 +35,13 @@ from django.test.utils import (
     teardown_test_environment,
 )
 
-from .environment import SERVER_ENV
+from .environment import SERVER_ENV, WORKER_ENV
 from .errors import ConfigurationError
 from .groups import build_units, class_label
-from .planning import describe_plan
 from .sharding import parse_shard, shard_from_environ
-from .worker import WorkerSpec
+
+if TYPE_CHECKING:  # the worker side is imported only where it is used
+    from .worker import WorkerSpec
 
 
 def parallel_groups_type(value: str) -> int:
@@ -205,9 +206,12 @@ class Runner(DiscoverRunner):
 
             call_command("concurrent_call_wrapper", "--serve")
             raise SystemExit(0)  # the rest of the script is not ours to run
-        spec = WorkerSpec.from_environ()
-        if spec is not None:
-            return self._serve(spec, test_labels)
+        if os.environ.get(WORKER_ENV):  # the worker side, imported only here
+            from .worker import WorkerSpec
+
+            spec = WorkerSpec.from_environ()
+            if spec is not None:
+                return self._serve(spec, test_labels)
         if self.list_groups:
             return self._list_groups(test_labels)
         rundir = Path(tempfile.mkdtemp(prefix="concurrent-runner-"))
@@ -358,6 +362,8 @@ class Runner(DiscoverRunner):
             f"Running {len(units)} unit(s) in {len(plan.phases)} phase(s) on "
             f"{plan.workers} worker processes."
         )
+        from .planning import describe_plan
+
         for line in describe_plan(plan, units, tests=False):
             self.log(line, level=logging.DEBUG)
         if self.timeline is not None:
@@ -431,6 +437,8 @@ class Runner(DiscoverRunner):
             f"phase(s), {plan.workers} worker(s). Estimated wall time "
             f"{plan.estimate:.2f}{unit}."
         )
+        from .planning import describe_plan
+
         for line in describe_plan(plan, units, tests=True):
             print(line)
         return 0
