@@ -197,6 +197,9 @@ class Runner(DiscoverRunner):
 
     def run_tests(self, test_labels: list[str], **kwargs: Any) -> int:
         self._call = next(self._calls)
+        from .exiting import skip_final_collection
+
+        skip_final_collection()
         self._recorded = None
         self._checked = False
         if os.environ.get(SERVER_ENV):

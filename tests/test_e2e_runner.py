@@ -656,6 +656,34 @@ class OutputOrderTests(SimpleTestCase):
         )
 
 
+class ExitTests(SimpleTestCase):
+    """The test process skips the collector's last passes at exit; what
+    Python promises at exit still happens."""
+
+    PROMISED = [
+        "printed by the test",  # block-buffered: flushed at exit
+        "an atexit handler ran",
+        "a weakref.finalize callback ran",
+    ]
+
+    def exit_lines(self, **env: str) -> list[str]:
+        """What the process printed after its result (one process: the
+        test runs in the process whose exit is seen)."""
+        result = manage("exiting", env={"PYTHONUNBUFFERED": "", **env})
+        self.assertEqual(result.returncode, 0, result.output)
+        return result.output.split("\nOK\n", 1)[1].splitlines()
+
+    def test_what_python_promises_happens_but_no_final_collection(self) -> None:
+        lines = self.exit_lines()
+        self.assertEqual(lines[:3], self.PROMISED)
+        self.assertNotIn("a cycle was collected at exit", lines)
+
+    def test_the_final_collection_when_the_setting_says_so(self) -> None:
+        lines = self.exit_lines(FAST_EXIT="0")
+        self.assertEqual(lines[:3], self.PROMISED)
+        self.assertIn("a cycle was collected at exit", lines)
+
+
 class LongClassTests(SimpleTestCase):
     def test_a_very_long_class_runs_whole_beside_the_short_ones(self):
         # Real suites often have one class far longer than the rest.
