@@ -8,6 +8,7 @@ bounded.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -285,11 +286,13 @@ class TrailTests(SyncDirTestCase):
 
 class OutsideARunTests(unittest.TestCase):
     def test_a_private_directory_is_used_and_is_private(self) -> None:
-        with mock.patch.dict(os.environ):
+        # Removed here: its atexit handler does not run in a forked worker.
+        with mock.patch.dict(os.environ), mock.patch.object(sync, "_private", None):
             os.environ.pop(SYNC_ENV, None)
             with mp_lock:
                 mp_message_board["k"] = 1
             self.assertEqual(mp_message_board["k"], 1)
             folder = sync.sync_dir()
+            self.addCleanup(shutil.rmtree, folder, True)
             self.assertEqual(folder.stat().st_mode & 0o777, 0o700)
             del mp_message_board["k"]
