@@ -6,8 +6,9 @@ the project), just before the kernel frees the memory anyway. A
 ``gc.freeze()`` run by ``atexit`` puts those objects out of the collector's
 reach, as Spack does: ``atexit`` handlers, ``weakref.finalize`` callbacks
 and the flushing of stdout and stderr still happen. What is skipped is the
-``__del__`` of objects in reference cycles still there at exit, which
-Python does not promise to run.
+``__del__`` of objects that only the collector would free at exit (in a
+reference cycle, or held in a module's globals: a module's dictionary is
+in a cycle with its functions), which Python does not promise to run.
 """
 
 from __future__ import annotations
