@@ -15,8 +15,8 @@ starts from the same clean state, also a replacement started mid-run after a
 crash. Where forking is unsafe or unavailable (not Linux, other threads
 running, coverage.py measuring without following forks,
 ``CONCURRENT_RUNNER_FORK_WORKERS = False``), and once a fork has failed or
-the fork server is gone, workers are fresh interpreters
-(``pool.WorkerProcess``).
+gone unanswered or the fork server is gone, the workers asked for from then
+on are fresh interpreters (``pool.WorkerProcess``).
 """
 
 from __future__ import annotations
@@ -118,8 +118,10 @@ class ForkedProcess:
 
     The parent does not wait for the fork: it goes on (to the migrations)
     while the fork server forks, and the pid comes with the server's next
-    report. ``pid`` waits for it; ``failed`` says why there is none (the
-    worker never existed, and its channel is closed).
+    report. ``pid`` waits for it; ``known_pid`` does not. ``failed`` says
+    why the parent gave up on the fork: the fork failed, the request was
+    not sent whole, the server is gone or did not answer in time (it may
+    still fork later; that worker finds its channel closed and exits).
     """
 
     def __init__(self, server: ForkServer) -> None:
@@ -163,6 +165,12 @@ class ForkedProcess:
         return self._pid
 
     @property
+    def known_pid(self) -> int | None:
+        """The pid if the server has reported the fork; no waiting."""
+        self._settle(0)
+        return self._pid
+
+    @property
     def returncode(self) -> int | None:
         if self.failed is not None:
             return FORK_FAILED
@@ -183,7 +191,9 @@ class ForkedProcess:
         while (code := self.poll()) is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._server.alive:
-                raise subprocess.TimeoutExpired(f"worker {self._pid}", limit)
+                raise subprocess.TimeoutExpired(
+                    f"worker {self._pid or '(not forked yet)'}", limit
+                )
             self._server.pump(min(remaining, 0.05))
         return code
 
@@ -236,20 +246,26 @@ class ForkServer:
         if not (self.alive and self.usable):
             raise ForkServerGone
         parent_end, child_end = p.channel_pair()
+        process = ForkedProcess(self)
+        # Queued before anything is sent: the server answers every request
+        # it got, in order, also one this side gave up on.
+        self._unanswered.append(process)
         try:
             try:
                 self.control.send(request)
                 send_handle(self.control, child_end.fileno(), self.pid)
-            except OSError:
-                self._gone()
-                raise ForkServerGone from None
             finally:
                 child_end.close()
-        except BaseException:
+        except BaseException as exc:
+            # Perhaps half sent: ask for nothing more.
             parent_end.close()
+            self.usable = False
+            process._forked(None, f"the request was not sent ({exc!r})")
+            if isinstance(exc, OSError):
+                self.pump(0)  # the pids it reported before it went
+                self._gone()
+                raise ForkServerGone from None
             raise
-        process = ForkedProcess(self)
-        self._unanswered.append(process)
         return parent_end, process
 
     def pump(self, timeout: float) -> None:
@@ -261,13 +277,15 @@ class ForkServer:
                 return
             while True:
                 match self.control.recv():
-                    case Forked(pid=pid):
+                    case Forked(pid=pid) if self._unanswered:
                         self._unanswered.popleft()._forked(pid)
-                    case ForkFailed(error=error):
+                    case ForkFailed(error=error) if self._unanswered:
                         # Most likely a limit (EAGAIN, ENOMEM): the rest of
                         # the run's workers are fresh interpreters.
                         self.usable = False
                         self._unanswered.popleft()._forked(None, error)
+                    case Forked() | ForkFailed():
+                        self.usable = False  # an answer to nothing: out of step
                     case Exited(pid=pid, returncode=code):
                         self.returncodes[pid] = code
                 if not self.control.poll():
@@ -347,8 +365,10 @@ def _serve_forks(control: Connection, tests: Sequence[Any], failfast: bool) -> N
             try:
                 pid = os.fork()
             except OSError as exc:
-                os.close(fd)
+                # The answer before the channel closes: the parent must not
+                # take the closed channel for a worker that died.
                 control.send(ForkFailed(str(exc)))
+                os.close(fd)
                 continue
             if pid == 0:
                 code = 1

@@ -427,7 +427,10 @@ class GroupedParallelSuite(unittest.TestSuite):
         """A worker's pipe closed: account for its unit, start a replacement."""
         if self.workers.get(worker.slot) is not worker:
             return
-        if worker.never_started:
+        # Bounded; it also takes in the fork server's late answer (a failed
+        # fork closes the worker's channel right after saying so).
+        how = how or worker.how_it_ended()
+        if worker.never_started and not worker.ready:
             # The fork server could not fork it (its next workers are fresh
             # interpreters): nothing ran, so start the slot again.
             worker.close()
@@ -435,7 +438,6 @@ class GroupedParallelSuite(unittest.TestSuite):
             if not dispatcher.done and not result.shouldStop:
                 self._start(worker.slot)
             return
-        how = how or worker.how_it_ended()
         worker.terminate()
         del self.workers[worker.slot]
         if not worker.ready:
@@ -515,6 +517,6 @@ class GroupedParallelSuite(unittest.TestSuite):
 
     def _startup_failed(self, worker: WorkerProcess, how: str) -> None:
         raise WorkerStartupError(
-            f"Worker {worker.slot} (pid {worker.pid}) {how} before it could run "
+            f"Worker {worker.slot} (pid {worker.known_pid}) {how} before it could run "
             f"tests. Its output:\n\n{worker.log_tail() or '(nothing)'}"
         )

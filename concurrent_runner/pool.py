@@ -88,6 +88,12 @@ class WorkerProcess:
         return self.process.pid
 
     @property
+    def known_pid(self) -> int | None:
+        """The pid, or None for a fork not (yet) reported; no waiting."""
+        process = self.process
+        return process.known_pid if isinstance(process, ForkedProcess) else process.pid
+
+    @property
     def never_started(self) -> bool:
         """The fork server could not fork it: there was never a process."""
         process = self.process
@@ -121,8 +127,10 @@ class WorkerProcess:
 
     def dump_stacks(self, timeout: float = 2.0) -> str:
         """Ask the worker where it is (faulthandler, SIGUSR1); return the dump."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.process.pid, signal.SIGUSR1)
+        pid = self.known_pid
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
         deadline = time.monotonic() + timeout
         seen = ""
         while time.monotonic() < deadline:
@@ -144,8 +152,9 @@ class WorkerProcess:
     def terminate(self, grace: float = TERMINATE_GRACE) -> None:
         """End the worker and its process group, and reap it (a forked one
         is reaped by the fork server; this waits a bounded time for that)."""
-        # ForkServerGone: the fork was never answered; there is nothing to end.
-        with contextlib.suppress(ForkServerGone):
+        # A fork not reported (yet): nothing to signal. Closing the channel
+        # ends a worker forked later, and the fork server ends what is left.
+        if self.known_pid is not None:
             p.end_process_group(self.process, grace)
         self.close()
 

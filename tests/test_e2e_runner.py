@@ -681,11 +681,13 @@ class ExitTests(SimpleTestCase):
         lines = self.exit_lines()
         self.assert_promised(lines)
         self.assertNotIn("a cycle was collected at exit", lines)
+        self.assertNotIn("a plain object was freed at exit", lines)  # a global
 
     def test_the_final_collection_when_the_setting_says_so(self) -> None:
         lines = self.exit_lines(FAST_EXIT="0")
         self.assert_promised(lines)
         self.assertIn("a cycle was collected at exit", lines)
+        self.assertIn("a plain object was freed at exit", lines)
 
 
 class LongClassTests(SimpleTestCase):

@@ -200,6 +200,16 @@ class AskingWithoutWaitingTests(ForkServerCase):
             worker.conn.recv()  # its channel went with the server
         worker.terminate()  # nothing to end, and no error
 
+    def test_ending_a_worker_not_yet_forked_does_not_wait_for_it(self) -> None:
+        self.stop_server()
+        worker = WorkerProcess(
+            1, run=1, shuffle_seed=None, rundir=self.tmp, forks=self.server
+        )
+        started = time.monotonic()
+        worker.terminate()  # would wait FORK_TIMEOUT (30 s) for a pid
+        self.assertLess(time.monotonic() - started, BOUND)
+        self.assertIsNone(worker.known_pid)
+
     def test_a_server_that_never_answers_is_given_up_on(self) -> None:
         self.stop_server()
         with mock.patch("concurrent_runner.forking.FORK_TIMEOUT", 0.2):

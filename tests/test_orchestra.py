@@ -26,6 +26,7 @@ class FakeWorker:
         self.reverse_map: dict[int, int] = {}
         self.import_errors: dict[str, str] = {}
         self.never_started = False
+        self.fork_fails = False  # known only once how_it_ended() has waited
         self.closed = False
 
     def send(self, message: Any) -> bool:
@@ -34,6 +35,19 @@ class FakeWorker:
 
     def close(self) -> None:
         self.closed = True
+
+    def terminate(self) -> None:
+        self.closed = True
+
+    def log_tail(self) -> str:
+        return ""
+
+    def how_it_ended(self) -> str:
+        # As the real one does, after the wait that takes in the fork
+        # server's late answer.
+        if self.fork_fails:
+            self.never_started = True
+        return "exited with code 255"
 
 
 def make_tests() -> list[unittest.TestCase]:
@@ -170,9 +184,9 @@ class GreetTests(unittest.TestCase):
 
 
 class LostWorkerTests(unittest.TestCase):
-    def test_a_worker_that_was_never_forked_is_started_again_unreported(
-        self,
-    ) -> None:
+    def lose(
+        self, worker_setup: Any, dispatch: bool = False
+    ) -> tuple[Any, Any, Any, list[tuple[int, int]]]:
         suite, dispatcher = make_suite()
         started: list[tuple[int, int]] = []
 
@@ -181,12 +195,34 @@ class LostWorkerTests(unittest.TestCase):
             return FakeWorker(slot)
 
         suite.spawn = spawn  # type: ignore[assignment]
-        lost = suite.workers[1]
-        lost.ready = False
-        lost.never_started = True  # type: ignore[misc]
         result = text_result()
+        if dispatch:
+            suite._dispatch(dispatcher, result)
+        lost = suite.workers[1]
+        worker_setup(lost)
         suite._lost(lost, dispatcher, result)
-        self.assertTrue(lost.closed)  # type: ignore[attr-defined]
+        return suite, dispatcher, result, started
+
+    def test_a_worker_that_was_never_forked_is_started_again_unreported(
+        self,
+    ) -> None:
+        def never_forked(worker: Any) -> None:
+            worker.ready = False
+            # The channel's end is seen before the fork server's answer.
+            worker.fork_fails = True
+
+        suite, _dispatcher, result, started = self.lose(never_forked)
         self.assertEqual(started, [(1, 0)])
-        self.assertIsNot(suite.workers[1], lost)
+        self.assertIsInstance(suite.workers[1], FakeWorker)
         self.assertEqual((result.errors, result.failures), ([], []))
+
+    def test_a_worker_that_said_hello_is_lost_as_any_other(self) -> None:
+        def forked_then_given_up_on(worker: Any) -> None:
+            worker.never_started = True  # a fork answer lost with its server
+
+        suite, dispatcher, result, _ = self.lose(forked_then_given_up_on, True)
+        # Its unit is accounted for, so the run can end.
+        self.assertEqual(suite.remaining[0], [])
+        self.assertNotIn(0, dispatcher._in_flight)
+        self.assertEqual(len(result.errors), 1)
+        self.assertIn("3 test(s) not run", str(result.errors[0][0]))
