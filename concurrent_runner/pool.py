@@ -84,10 +84,6 @@ class WorkerProcess:
         self.import_errors: dict[str, str] = {}
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
     def known_pid(self) -> int | None:
         """The pid, or None for a fork not (yet) reported; no waiting."""
         process = self.process

@@ -194,7 +194,7 @@ class AskingWithoutWaitingTests(ForkServerCase):
         self.assertEqual(worker.process.failed, "the fork server is gone")
         self.assertTrue(worker.never_started)
         with self.assertRaises(ForkServerGone):
-            worker.pid  # noqa: B018 - there is none to give
+            worker.process.pid  # noqa: B018 - there is none to give
         self.assertTrue(worker.conn.poll(BOUND))
         with self.assertRaises(EOFError):
             worker.conn.recv()  # its channel went with the server
