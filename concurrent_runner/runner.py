@@ -307,9 +307,9 @@ class Runner(DiscoverRunner):
         from .worker import dump_stacks_on_sigusr1
 
         dump_stacks_on_sigusr1(spec.stack_file)
-        from .flush import fast_flush_enabled, install
+        from .flush import install, wanted
 
-        if fast_flush_enabled():
+        if wanted():
             install()  # a forked worker has it already
         setup_test_environment(debug=self.debug_mode)
         try:

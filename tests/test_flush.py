@@ -6,6 +6,9 @@ TransactionTestCase here already flushes this way on PostgreSQL.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import unittest
 
 from django.contrib.auth.models import Group, User
@@ -88,6 +91,50 @@ class StatementTests(Installed, SimpleTestCase):
                     self.assertEqual(self.statements(["a"]), ['TRUNCATE "a";'])
             finally:
                 flush.install()
+
+
+# Run in a fresh interpreter: this one has imported psycopg2 already.
+WHAT_FAST_FLUSH_IMPORTS = textwrap.dedent(
+    """
+    import sys
+    import django
+    from django.conf import settings
+
+    databases = {"default": {"ENGINE": "django.db.backends.sqlite3"}}
+    if sys.argv[1] == "with-postgresql":
+        databases["other"] = {"ENGINE": "django.db.backends.postgresql"}
+    settings.configure(DATABASES=databases)
+    django.setup()
+    from concurrent_runner import flush
+
+    with flush.fast_flush():
+        imported = "psycopg2" in sys.modules
+        from django.db.backends.postgresql.operations import DatabaseOperations
+
+        patched = hasattr(DatabaseOperations.sql_flush, "original")
+    # Imported, patched in the block, patched after it.
+    print(imported, patched, hasattr(DatabaseOperations.sql_flush, "original"))
+    """
+)
+
+
+@unittest.skipIf(DatabaseOperations is None, "psycopg2 is not installed")
+class WhenItIsInstalledTests(SimpleTestCase):
+    def run_fast_flush(self, databases: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", WHAT_FAST_FLUSH_IMPORTS, databases],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return done.stdout
+
+    def test_a_run_without_postgresql_does_not_import_psycopg(self) -> None:
+        self.assertEqual(self.run_fast_flush("sqlite-only"), "False False False\n")
+
+    def test_a_run_with_postgresql_patches_for_the_block(self) -> None:
+        self.assertEqual(self.run_fast_flush("with-postgresql"), "True True False\n")
 
 
 class PostgresFlushTests(Installed, TransactionTestCase):
