@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -70,6 +71,34 @@ class Interrupts:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def deferred(self, note: str) -> Iterator[None]:
+        """For a cleanup that must not stop half way: within the block the
+        first SIGINT or SIGTERM prints ``note`` and is raised only when
+        :meth:`handled` ends; a second one raises at once."""
+        if not self._handling:
+            yield
+            return
+        first = True
+
+        def defer(signum: int, frame: Any) -> None:
+            nonlocal first
+            if not first:
+                raise KeyboardInterrupt
+            first = False
+            if self.received is None:
+                self.received = signal.Signals(signum).name
+            # A signal handler may interrupt a write to stderr.
+            with contextlib.suppress(RuntimeError, OSError, ValueError):
+                print(note, file=sys.stderr, flush=True)
+
+        previous = {sig: signal.signal(sig, defer) for sig in self._handling}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is None:

@@ -639,10 +639,21 @@ class Runner(DiscoverRunner):
         self._pg_tuning = None
 
     def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
-        try:
-            self._destroy_databases(old_config, **kwargs)
-        finally:
-            self._untune_postgresql()
+        with self._cleanup_goes_on():
+            try:
+                self._destroy_databases(old_config, **kwargs)
+            finally:
+                self._untune_postgresql()
+
+    def _cleanup_goes_on(self) -> Any:
+        """A first Ctrl-C or SIGTERM lets the databases be dropped, then
+        ends the run; a second one ends it at once."""
+        if self._interrupts is None:
+            return contextlib.nullcontext()
+        return self._interrupts.deferred(
+            "\nInterrupted: finishing the cleanup of the test databases "
+            "first (a second Ctrl-C stops it at once)."
+        )
 
     def _destroy_databases(self, old_config: Any, **kwargs: Any) -> None:
         suite = self._suite

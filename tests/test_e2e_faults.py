@@ -218,6 +218,42 @@ class SignalTests(LeavesNoDatabase):
                     result = running.finish(timeout=60)
                     self.assert_stopped_before_the_tests(result)
 
+    def test_a_signal_during_the_teardown_lets_it_finish(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with self.subTest(sig=sig):
+                running = start_manage(
+                    "multidb", *PARALLEL, env={"PAUSE_DROPPING_CLONES": "2"}
+                )
+                running.wait_for("Dropping the clones slowly.")
+                running.send(sig)
+                result = running.finish(timeout=60)
+                self.assertIn("Interrupted: finishing the cleanup", result.output)
+                self.assertIn(f"KeyboardInterrupt: {sig.name} received", result.output)
+                self.assertNotEqual(result.returncode, 0, result.output)
+                self.assert_no_test_databases()
+
+    def test_a_second_signal_during_the_teardown_ends_it_at_once(self):
+        running = start_manage(
+            "multidb", *PARALLEL, env={"PAUSE_DROPPING_CLONES": "120"}
+        )
+        running.wait_for("Dropping the clones slowly.")
+        running.send(signal.SIGINT)
+        running.wait_for("Interrupted: finishing the cleanup")
+        running.send(signal.SIGINT)
+        try:
+            result = running.finish(timeout=30)
+        finally:
+            left = server_databases(connection, e2e_databases())
+            with connection.cursor() as cursor:
+                for name in left:
+                    cursor.execute(f"DROP DATABASE {connection.ops.quote_name(name)}")
+        self.assertIn("KeyboardInterrupt", result.output)
+        self.assertNotEqual(result.returncode, 0, result.output)
+        # Stopped where it was: before the first drop.
+        self.assertNotIn("Destroying test database", result.output)
+        if connection.vendor != "sqlite":
+            self.assertEqual(len(left), 4, left)
+
 
 class ExistingTestDatabaseTests(LeavesNoDatabase):
     """A test database that is there already, which the user does not let

@@ -20,13 +20,15 @@ class _Dying:
         signal.raise_signal(self.sig)  # the handler runs in here
 
 
-class InterruptsTests(SimpleTestCase):
+class SignalTestCase(SimpleTestCase):
     def setUp(self) -> None:
         # As in a terminal: a worker started from a background job would
         # otherwise inherit an ignored SIGINT, which Interrupts leaves alone.
         before = signal.signal(signal.SIGINT, signal.default_int_handler)
         self.addCleanup(signal.signal, signal.SIGINT, before)
 
+
+class InterruptsTests(SignalTestCase):
     def swallow(self, sig: signal.Signals) -> list[Any]:
         """Receive ``sig`` inside a __del__; what Python reported as ignored."""
         ignored: list[Any] = []
@@ -102,3 +104,54 @@ class InterruptsTests(SimpleTestCase):
         with interrupts.handled():
             interrupts.check()
         self.assertIsNone(interrupts.received)
+
+
+class DeferredTests(SignalTestCase):
+    """A cleanup that must not stop half way (the databases' teardown)."""
+
+    def test_the_first_signal_waits_for_the_end_of_the_run(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            interrupts = Interrupts()
+            steps = []
+            with (
+                self.subTest(sig=sig),
+                mock.patch("sys.stderr") as stderr,
+                self.assertRaises(KeyboardInterrupt) as raised,
+                interrupts.handled(),
+            ):
+                with interrupts.deferred("Finishing first."):
+                    signal.raise_signal(sig)
+                    steps.append("the cleanup went on")
+                steps.append("so did the rest of the run")
+            self.assertEqual(
+                steps, ["the cleanup went on", "so did the rest of the run"]
+            )
+            self.assertEqual(str(raised.exception), f"{sig.name} received")
+            printed = "".join(c.args[0] for c in stderr.write.call_args_list)
+            self.assertEqual(printed, "Finishing first.\n")
+
+    def test_a_second_signal_raises_at_once(self):
+        interrupts = Interrupts()
+        with (
+            mock.patch("sys.stderr"),
+            self.assertRaises(KeyboardInterrupt),
+            interrupts.handled(),
+            interrupts.deferred("Finishing first."),
+        ):
+            signal.raise_signal(signal.SIGINT)
+            with self.assertRaises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGTERM)
+                self.fail("not interrupted")
+
+    def test_the_handlers_of_the_run_come_back(self):
+        interrupts = Interrupts()
+        with interrupts.handled():
+            during = signal.getsignal(signal.SIGTERM)
+            with interrupts.deferred("Finishing first."):
+                self.assertIsNot(signal.getsignal(signal.SIGTERM), during)
+            self.assertIs(signal.getsignal(signal.SIGTERM), during)
+
+    def test_nothing_deferred_outside_handled(self):
+        before = signal.getsignal(signal.SIGTERM)
+        with Interrupts().deferred("Finishing first."):
+            self.assertIs(signal.getsignal(signal.SIGTERM), before)

@@ -15,6 +15,8 @@ class FaultsConfig(AppConfig):
             post_migrate.connect(sigterm_inside_del)
         if os.environ.get("PAUSE_AFTER_MIGRATING"):
             post_migrate.connect(pause_after_migrating)
+        if os.environ.get("PAUSE_DROPPING_CLONES"):
+            pause_before_dropping_clones()
 
 
 class _Dying:
@@ -48,3 +50,18 @@ def pause_after_migrating(plan=None, **kwargs):
     if once_while_migrating("pause", plan):
         print("Paused after migrating.", flush=True)
         time.sleep(float(os.environ["PAUSE_AFTER_MIGRATING"]))
+
+
+def pause_before_dropping_clones():
+    """Hold the teardown before the clones are dropped, so a test can signal
+    it there; the runner imports ``destroy_clones`` where it calls it."""
+    from concurrent_runner import databases
+
+    destroy_clones = databases.destroy_clones
+
+    def paused(*args, **kwargs):
+        print("Dropping the clones slowly.", flush=True)
+        time.sleep(float(os.environ["PAUSE_DROPPING_CLONES"]))
+        return destroy_clones(*args, **kwargs)
+
+    databases.destroy_clones = paused
