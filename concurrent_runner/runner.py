@@ -473,12 +473,13 @@ class Runner(DiscoverRunner):
                 # Interrupted, cancelled or failed half way: drop the test
                 # databases this run made, and no other (one that existed
                 # and that the user chose to keep at Django's prompt).
-                databases.drop_planned(planned, made=made, keepdb=self.keepdb)
+                with self._cleanup_goes_on():
+                    databases.drop_planned(planned, made=made, keepdb=self.keepdb)
                 raise
 
     def _ctrl_c_raises(self) -> Any:
-        """A first Ctrl-C stops discovery, setup and checks (not the
-        cleanup after a failed setup)."""
+        """A first Ctrl-C stops discovery, setup and checks (the cleanup
+        after a failed setup finishes first: ``_cleanup_goes_on``)."""
         if self._interrupts is None:
             return contextlib.nullcontext()
         return self._interrupts.ctrl_c_raises()
@@ -571,12 +572,13 @@ class Runner(DiscoverRunner):
                 self._check_interrupts()
         except BaseException:
             # No worker or clone left behind; setup_databases drops the rest.
-            self._stop_workers()
-            self._finish_cloning()
-            if old_config is not None:
-                databases.destroy_clones(
-                    old_config, self._clone_slots(suite), 0, attempts=1
-                )
+            with self._cleanup_goes_on():
+                self._stop_workers()
+                self._finish_cloning()
+                if old_config is not None:
+                    databases.destroy_clones(
+                        old_config, self._clone_slots(suite), 0, attempts=1
+                    )
             raise
         return old_config
 
@@ -647,12 +649,14 @@ class Runner(DiscoverRunner):
 
     def _cleanup_goes_on(self) -> Any:
         """A first Ctrl-C or SIGTERM lets the databases be dropped, then
-        ends the run; a second one ends it at once."""
+        ends the run (or lets a failed setup's error through); a second one
+        ends it sooner."""
         if self._interrupts is None:
             return contextlib.nullcontext()
         return self._interrupts.deferred(
             "\nInterrupted: finishing the cleanup of the test databases "
-            "first (a second Ctrl-C stops it at once)."
+            "first (a second Ctrl-C ends the run sooner, and may leave some "
+            "of them)."
         )
 
     def _destroy_databases(self, old_config: Any, **kwargs: Any) -> None:

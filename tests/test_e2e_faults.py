@@ -219,18 +219,33 @@ class SignalTests(LeavesNoDatabase):
                     self.assert_stopped_before_the_tests(result)
 
     def test_a_signal_during_the_teardown_lets_it_finish(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with self.subTest(sig=sig):
-                running = start_manage(
-                    "multidb", *PARALLEL, env={"PAUSE_DROPPING_CLONES": "2"}
-                )
-                running.wait_for("Dropping the clones slowly.")
-                running.send(sig)
-                result = running.finish(timeout=60)
-                self.assertIn("Interrupted: finishing the cleanup", result.output)
-                self.assertIn(f"KeyboardInterrupt: {sig.name} received", result.output)
-                self.assertNotEqual(result.returncode, 0, result.output)
-                self.assert_no_test_databases()
+        # In parallel, held before the clones go; in one process, before
+        # Django's own teardown drops the first database.
+        pauses = {
+            PARALLEL: ("PAUSE_DROPPING_CLONES", "Dropping the clones slowly."),
+            BOTH_MODES[1]: ("PAUSE_DROPPING", "Dropping the test databases slowly."),
+        }
+        for args, (pause, paused) in pauses.items():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with self.subTest(args=args, sig=sig):
+                    running = start_manage(
+                        "multidb", "-v", "2", *args, env={pause: "2"}
+                    )
+                    running.wait_for(paused)
+                    running.send(sig)
+                    result = running.finish(timeout=60)
+                    out = result.output
+                    note = out.find("Interrupted: finishing the cleanup")
+                    self.assertNotEqual(note, -1, out)
+                    # The drops came after the note, all of them.
+                    self.assertEqual(
+                        out.count("Destroying test database", note),
+                        2 if args == BOTH_MODES[1] else 4,
+                        out,
+                    )
+                    self.assertIn(f"KeyboardInterrupt: {sig.name} received", out)
+                    self.assertNotEqual(result.returncode, 0, out)
+                    self.assert_no_test_databases()
 
     def test_a_second_signal_during_the_teardown_ends_it_at_once(self):
         running = start_manage(

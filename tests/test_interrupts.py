@@ -145,11 +145,18 @@ class DeferredTests(SignalTestCase):
 
     def test_the_handlers_of_the_run_come_back(self):
         interrupts = Interrupts()
+        gentle = mock.Mock()  # as unittest's, installed since
         with interrupts.handled():
             during = signal.getsignal(signal.SIGTERM)
-            with interrupts.deferred("Finishing first."):
-                self.assertIsNot(signal.getsignal(signal.SIGTERM), during)
-            self.assertIs(signal.getsignal(signal.SIGTERM), during)
+            previous = signal.signal(signal.SIGINT, gentle)
+            try:
+                with interrupts.deferred("Finishing first."):
+                    self.assertIsNot(signal.getsignal(signal.SIGTERM), during)
+                    self.assertIsNot(signal.getsignal(signal.SIGINT), gentle)
+                self.assertIs(signal.getsignal(signal.SIGTERM), during)
+                self.assertIs(signal.getsignal(signal.SIGINT), gentle)
+            finally:
+                signal.signal(signal.SIGINT, previous)
 
     def test_nothing_deferred_outside_handled(self):
         before = signal.getsignal(signal.SIGTERM)

@@ -17,6 +17,8 @@ class FaultsConfig(AppConfig):
             post_migrate.connect(pause_after_migrating)
         if os.environ.get("PAUSE_DROPPING_CLONES"):
             pause_before_dropping_clones()
+        if os.environ.get("PAUSE_DROPPING"):
+            pause_before_the_first_drop()
 
 
 class _Dying:
@@ -65,3 +67,20 @@ def pause_before_dropping_clones():
         return destroy_clones(*args, **kwargs)
 
     databases.destroy_clones = paused
+
+
+def pause_before_the_first_drop():
+    """Hold Django's first drop of a test database (a run in one process
+    drops them with Django's own teardown)."""
+    from django.db.backends.base.creation import BaseDatabaseCreation
+
+    destroy_test_db = BaseDatabaseCreation.destroy_test_db
+
+    def paused(self, *args, **kwargs):
+        if "drop" not in _done:
+            _done.add("drop")
+            print("Dropping the test databases slowly.", flush=True)
+            time.sleep(float(os.environ["PAUSE_DROPPING"]))
+        return destroy_test_db(self, *args, **kwargs)
+
+    BaseDatabaseCreation.destroy_test_db = paused
