@@ -30,6 +30,9 @@ class Interrupts:
         #: The name of the first signal received ("SIGTERM"), or None.
         self.received: str | None = None
         self._handling: set[int] = set()
+        #: A cleanup has deferred a signal: the next one raises at once, also
+        #: in a later cleanup of the same run (a failed setup has two).
+        self._deferred_one = False
 
     @contextlib.contextmanager
     def handled(self) -> Iterator[None]:
@@ -80,13 +83,11 @@ class Interrupts:
         if not self._handling:
             yield
             return
-        first = True
 
         def defer(signum: int, frame: Any) -> None:
-            nonlocal first
-            if not first:
+            if self._deferred_one:
                 raise KeyboardInterrupt
-            first = False
+            self._deferred_one = True
             if self.received is None:
                 self.received = signal.Signals(signum).name
             # A signal handler may interrupt a write to stderr.

@@ -143,6 +143,26 @@ class DeferredTests(SignalTestCase):
                 signal.raise_signal(signal.SIGTERM)
                 self.fail("not interrupted")
 
+    def test_a_second_signal_in_a_later_cleanup_raises_at_once(self):
+        # A failed setup stops its workers, then drops its databases: two
+        # blocks, one cleanup.
+        interrupts = Interrupts()
+        with (
+            mock.patch("sys.stderr") as stderr,
+            self.assertRaises(KeyboardInterrupt),
+            interrupts.handled(),
+        ):
+            with interrupts.deferred("Finishing first."):
+                signal.raise_signal(signal.SIGINT)
+            with (
+                self.assertRaises(KeyboardInterrupt),
+                interrupts.deferred("Finishing first."),
+            ):
+                signal.raise_signal(signal.SIGINT)
+                self.fail("not interrupted")
+        printed = "".join(c.args[0] for c in stderr.write.call_args_list)
+        self.assertEqual(printed, "Finishing first.\n")
+
     def test_the_handlers_of_the_run_come_back(self):
         interrupts = Interrupts()
         gentle = mock.Mock()  # as unittest's, installed since
