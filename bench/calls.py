@@ -84,7 +84,7 @@ def spread_ms(starts: list[float]) -> float:
 
 
 def ours_noop(n: int, repeats: int) -> dict[str, float]:
-    from concurrent_runner import calls
+    from concurrent_runner.calls import concurrent as calls
 
     if calls._current is not None:
         calls._current.stop()

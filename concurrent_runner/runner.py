@@ -37,11 +37,11 @@ from django.test.utils import (
 
 from .environment import SERVER_ENV, WORKER_ENV
 from .errors import ConfigurationError
-from .groups import build_units, class_label
-from .sharding import parse_shard, shard_from_environ
+from .planning.groups import build_units, class_label
+from .planning.sharding import parse_shard, shard_from_environ
 
 if TYPE_CHECKING:  # the worker side is imported only where it is used
-    from .worker import WorkerSpec
+    from .parallel.worker import WorkerSpec
 
 
 def parallel_groups_type(value: str) -> int:
@@ -210,7 +210,7 @@ class Runner(DiscoverRunner):
             call_command("concurrent_call_wrapper", "--serve")
             raise SystemExit(0)  # the rest of the script is not ours to run
         if os.environ.get(WORKER_ENV):  # the worker side, imported only here
-            from .worker import WorkerSpec
+            from .parallel.worker import WorkerSpec
 
             spec = WorkerSpec.from_environ()
             if spec is not None:
@@ -224,19 +224,19 @@ class Runner(DiscoverRunner):
         if self.timeline_path is not None or (
             self.verbosity >= 2 and self.parallel_groups > 1
         ):
-            from .timeline import Timeline
+            from .reports.timeline import Timeline
 
             self.timeline = Timeline()
         if self.junit_path is not None:
-            from .junit import JUnitReport
+            from .reports.junit import JUnitReport
 
             self.junit = JUnitReport()
-        from .interrupts import Interrupts
+        from .parallel.interrupts import Interrupts
 
         self._interrupts = Interrupts()
         try:
-            from .databases import file_backed_sqlite, tuned_sqlite
-            from .flush import fast_flush
+            from .databases.flush import fast_flush
+            from .databases.sqlite import file_backed_sqlite, tuned_sqlite
 
             with (
                 self._interrupts.handled(),
@@ -275,14 +275,14 @@ class Runner(DiscoverRunner):
         mixins: list[type] = []
         if self.timeline is not None and self._suite is None:
             # In-process: a timeline bar per test class as the result sees it.
-            from .timeline import RecordingResult
+            from .reports.timeline import RecordingResult
 
             mixins.append(RecordingResult)
         if self.junit is not None:
-            from .junit import JUnitRecording
+            from .reports.junit import JUnitRecording
 
             mixins.append(JUnitRecording)
-        from .skips import SKIPS_UNSTARTED, NamedSkips
+        from .reports.skips import SKIPS_UNSTARTED, NamedSkips
 
         if SKIPS_UNSTARTED and self.verbosity >= 2:
             mixins.append(NamedSkips)
@@ -300,14 +300,14 @@ class Runner(DiscoverRunner):
             # Another call of a script that runs the runner more than once;
             # the parent runs (or ran) it itself.
             return 0
-        from .worker import serve
+        from .parallel.worker import serve
 
         if spec.shuffle_seed is not None:
             self.shuffle = spec.shuffle_seed
-        from .worker import dump_stacks_on_sigusr1
+        from .parallel.worker import dump_stacks_on_sigusr1
 
         dump_stacks_on_sigusr1(spec.stack_file)
-        from .flush import install, wanted
+        from .databases.flush import install, wanted
 
         if wanted():
             install()  # a forked worker has it already
@@ -315,7 +315,7 @@ class Runner(DiscoverRunner):
         try:
             suite = DiscoverRunner.build_suite(self, test_labels)
             tests = list(_iter_tests(suite))
-            from .protocol import connect_child
+            from .parallel.protocol import connect_child
 
             serve(connect_child(spec.fd), tests, failfast=self.failfast)
         finally:
@@ -341,8 +341,8 @@ class Runner(DiscoverRunner):
         if self.parallel_groups <= 1 or self._rundir is None:
             return suite
 
-        from .orchestra import GroupedParallelSuite
-        from .pool import WorkerProcess
+        from .parallel.loop import GroupedParallelSuite
+        from .parallel.workers import WorkerProcess
 
         plan = self._plan(tests, units)
         if plan.workers <= 1:
@@ -365,7 +365,7 @@ class Runner(DiscoverRunner):
             f"Running {len(units)} unit(s) in {len(plan.phases)} phase(s) on "
             f"{plan.workers} worker processes."
         )
-        from .planning import describe_plan
+        from .planning.plan import describe_plan
 
         for line in describe_plan(plan, units, tests=False):
             self.log(line, level=logging.DEBUG)
@@ -390,7 +390,7 @@ class Runner(DiscoverRunner):
         sys.stdout.flush()
         result = super().run_suite(suite, **kwargs)
         if self.verbosity >= 2 and self.timeline is not None and self._suite:
-            from .timeline import summarise, timings_lines
+            from .reports.timeline import summarise, timings_lines
 
             for line in timings_lines(summarise(self.timeline)):
                 self.log(line)
@@ -399,26 +399,26 @@ class Runner(DiscoverRunner):
     def _history(self) -> dict[str, float]:
         """Durations of earlier runs, read once per run."""
         if self._recorded is None:
-            from . import durations
+            from .planning import durations
 
             self._recorded = durations.load(durations.durations_path())
         return self._recorded
 
     def _estimates(self, tests: list[Any], units: list[Any]) -> list[float]:
-        from . import durations
+        from .planning import durations
 
         tests_per_class = Counter(class_label(t) for t in tests)
         return durations.estimate(units, tests_per_class, self._history())
 
     def _plan(self, tests: list[Any], units: list[Any]) -> Any:
-        from .planning import make_plan
+        from .planning.plan import make_plan
 
         return make_plan(units, self._estimates(tests, units), self.parallel_groups)
 
     def _shard(
         self, tests: list[Any], units: list[Any], shard: tuple[int, int]
     ) -> tuple[list[Any], list[Any]]:
-        from .sharding import shard_units
+        from .planning.sharding import shard_units
 
         chosen = shard_units(units, self._estimates(tests, units), *shard)
         keep = sorted(i for u in chosen for i in units[u].indices)
@@ -440,7 +440,7 @@ class Runner(DiscoverRunner):
             f"phase(s), {plan.workers} worker(s). Estimated wall time "
             f"{plan.estimate:.2f}{unit}."
         )
-        from .planning import describe_plan
+        from .planning.plan import describe_plan
 
         for line in describe_plan(plan, units, tests=True):
             print(line)
@@ -451,20 +451,20 @@ class Runner(DiscoverRunner):
     def setup_databases(self, **kwargs: Any) -> Any:
         from django.db import connections
 
-        from . import databases
+        from .databases import interrupted_setup, postgresql
 
         aliases = kwargs.get("aliases")
         # Only what this run creates: an empty set (no test uses a database)
         # is nothing, so an interrupt drops nothing it did not make.
         used = connections if aliases is None else aliases
-        if databases.fast_postgresql_enabled() and self._pg_tuning is None:
+        if postgresql.fast_postgresql_enabled() and self._pg_tuning is None:
             # Before the migrations, and before the fork server: its workers
             # inherit it for their clones.
-            self._pg_tuning = databases.tune_postgresql(
-                databases.postgresql_test_names(used)
+            self._pg_tuning = postgresql.tune_postgresql(
+                postgresql.postgresql_test_names(used)
             )
-        planned = databases.planned_test_databases(used)
-        with databases.noting_made(used) as made:
+        planned = interrupted_setup.planned_test_databases(used)
+        with interrupted_setup.noting_made(used) as made:
             try:
                 if self._suite is None:
                     return self._setup_in_process(**kwargs)
@@ -474,7 +474,9 @@ class Runner(DiscoverRunner):
                 # databases this run made, and no other (one that existed
                 # and that the user chose to keep at Django's prompt).
                 with self._cleanup_goes_on():
-                    databases.drop_planned(planned, made=made, keepdb=self.keepdb)
+                    interrupted_setup.drop_planned(
+                        planned, made=made, keepdb=self.keepdb
+                    )
                 raise
 
     def _ctrl_c_raises(self) -> Any:
@@ -491,7 +493,7 @@ class Runner(DiscoverRunner):
         # Not under Django's own --parallel: its forked workers must
         # really close the connection they inherit to reach their clone.
         if self._rundir is not None and self.parallel <= 1:
-            from .databases import keep_open_like_memory
+            from .databases.sqlite import keep_open_like_memory
 
             self._kept_open = keep_open_like_memory(self._rundir)
         return created
@@ -499,9 +501,9 @@ class Runner(DiscoverRunner):
     def _setup_for_workers(self, suite: Any, used: Any, **kwargs: Any) -> Any:
         from django.db import connections
 
-        from . import databases
-        from .forking import ForkServer, fork_workers_enabled
-        from .protocol import Configure
+        from .databases import clones, postgresql, sqlite
+        from .parallel.forking import ForkServer, fork_workers_enabled
+        from .parallel.protocol import Configure
 
         if fork_workers_enabled():
             # Now, while this process has the suite and no database yet. If
@@ -546,14 +548,14 @@ class Runner(DiscoverRunner):
                 suite.configure(
                     {
                         slot: Configure(
-                            databases.slot_settings(
+                            clones.slot_settings(
                                 old_config, slot, cloned=slot in cloned
                             ),
                             serialized,
                             self.debug_sql,
                             sqlite_dir=str(self._rundir or ""),
-                            fast_sqlite=databases.fast_sqlite_enabled(),
-                            fast_postgresql=databases.fast_postgresql_enabled(),
+                            fast_sqlite=sqlite.fast_sqlite_enabled(),
+                            fast_postgresql=postgresql.fast_postgresql_enabled(),
                         )
                         for slot in range(1, suite.plan.workers + 1)
                     }
@@ -561,7 +563,7 @@ class Runner(DiscoverRunner):
                 self._cloning_bar = self._start_bar(
                     f"cloning them for {len(cloned)} of {suite.plan.workers} workers"
                 )
-                self._cloning = databases.Cloning(
+                self._cloning = clones.Cloning(
                     old_config,
                     suite.plan.workers,
                     self.verbosity,
@@ -576,14 +578,14 @@ class Runner(DiscoverRunner):
                 self._stop_workers()
                 self._finish_cloning()
                 if old_config is not None:
-                    databases.destroy_clones(
+                    clones.destroy_clones(
                         old_config, self._clone_slots(suite), 0, attempts=1
                     )
             raise
         return old_config
 
     def _clone_slots(self, suite: Any) -> list[int]:
-        from .databases import clone_slots
+        from .databases.clones import clone_slots
 
         return clone_slots(suite.plan.workers, self.keepdb)
 
@@ -619,7 +621,7 @@ class Runner(DiscoverRunner):
         """A bar on the timeline's databases lane, from now; None without one."""
         if self.timeline is None:
             return None
-        from .timeline import Bar
+        from .reports.timeline import Bar
 
         now = self.timeline.now()
         return self.timeline.add(Bar("databases", 0, label, now, now))
@@ -635,7 +637,7 @@ class Runner(DiscoverRunner):
                 bar.end = self.timeline.now()
 
     def _untune_postgresql(self) -> None:
-        from .databases import untune_postgresql
+        from .databases.postgresql import untune_postgresql
 
         untune_postgresql(self._pg_tuning)
         self._pg_tuning = None
@@ -662,13 +664,13 @@ class Runner(DiscoverRunner):
     def _destroy_databases(self, old_config: Any, **kwargs: Any) -> None:
         suite = self._suite
         if suite is None:
-            from .databases import really_close
+            from .databases.sqlite import really_close
 
             really_close(self._kept_open)
             self._kept_open = []
             return super().teardown_databases(old_config, **kwargs)
-        from . import durations
-        from .databases import destroy_clones, destroy_test_databases
+        from .databases.clones import destroy_clones, destroy_test_databases
+        from .planning import durations
 
         self._stop_workers()
         durations.save(durations.durations_path(), suite.measured)

@@ -94,7 +94,7 @@ def chatty(word: str) -> str:
 def locked_increments(times: int) -> int:
     """Increment a counter file in the run's sync directory under mp_lock."""
     from concurrent_runner import mp_lock
-    from concurrent_runner.sync import sync_dir
+    from concurrent_runner.calls.sync import sync_dir
 
     path = sync_dir() / "call-counter"
     for _ in range(times):

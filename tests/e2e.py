@@ -74,13 +74,17 @@ class Run:
 
 
 def db_suffix() -> str:
-    """``_w<slot>`` in a worker of our own parallel run, else nothing."""
+    """``_w<slot>`` in a worker of our own parallel run, else nothing, after
+    the run's own DB_NAME_SUFFIX."""
     # Read at each call: a forked worker imported this module before it
     # became a worker.
-    from concurrent_runner.worker import WorkerSpec
+    from concurrent_runner.parallel.worker import WorkerSpec
 
     spec = WorkerSpec.from_environ()
-    return f"_w{spec.slot}" if spec is not None else ""
+    # After this suite's own suffix: two checkouts tested side by side on
+    # one server (DB_NAME_SUFFIX=_a, _b) never share a database either.
+    outer = os.environ.get("DB_NAME_SUFFIX", "")
+    return outer + (f"_w{spec.slot}" if spec is not None else "")
 
 
 def e2e_databases(clones_only: bool = False) -> str:

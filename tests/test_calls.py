@@ -24,7 +24,7 @@ from concurrent_runner import (
     call_concurrently,
     make_concurrent_calls,
 )
-from concurrent_runner.calls import RemoteTraceback
+from concurrent_runner.calls.concurrent import RemoteTraceback
 
 from . import call_funcs
 
@@ -278,7 +278,7 @@ class ServerTests(SimpleTestCase):
     databases = {"default"}
 
     def test_a_dead_server_is_replaced(self):
-        from concurrent_runner import calls
+        from concurrent_runner.calls import concurrent as calls
 
         self.assertEqual(call_concurrently(1, call_funcs.add, a=1, b=1), [2])
         server = calls._current
@@ -312,7 +312,7 @@ class SyncFromCallsTests(ConcurrentTestMixin, TransactionTestCase):
     """mp_lock and mp_message_board reach the concurrent-call processes."""
 
     def test_ten_calls_incrementing_under_mp_lock_lose_nothing(self):
-        from concurrent_runner.sync import sync_dir
+        from concurrent_runner.calls.sync import sync_dir
 
         path = sync_dir() / "call-counter"
         path.unlink(missing_ok=True)

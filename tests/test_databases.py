@@ -16,7 +16,7 @@ from django.db import OperationalError, connections
 from django.db.utils import ConnectionHandler
 from django.test import SimpleTestCase, TransactionTestCase
 
-from concurrent_runner import databases
+from concurrent_runner.databases import clones, interrupted_setup, postgresql, sqlite
 
 SQLITE = "django.db.backends.sqlite3"
 
@@ -53,9 +53,9 @@ class FileBackedSqliteTests(SimpleTestCase):
         handler = self.handler()
         with (
             tempfile.TemporaryDirectory() as tmp,
-            mock.patch.object(databases, "connections", handler),
+            mock.patch.object(sqlite, "connections", handler),
         ):
-            with databases.file_backed_sqlite(Path(tmp)):
+            with sqlite.file_backed_sqlite(Path(tmp)):
                 names = {
                     alias: handler[alias].settings_dict["TEST"]["NAME"]
                     for alias in handler
@@ -91,7 +91,7 @@ class InThreadsTests(SimpleTestCase):
             barrier.wait()  # all three are running at once, or this times out
             return n * 10, threading.current_thread().name
 
-        results = databases._in_threads(job, [(1,), (2,), (3,)])
+        results = clones._in_threads(job, [(1,), (2,), (3,)])
         self.assertEqual([value for value, _ in results], [10, 20, 30])
         self.assertEqual(len({name for _, name in results}), 3)
 
@@ -104,11 +104,11 @@ class InThreadsTests(SimpleTestCase):
             finished.append(n)
 
         with self.assertRaisesMessage(ValueError, "clone 1 failed"):
-            databases._in_threads(job, [(1,), (2,), (3,)])
+            clones._in_threads(job, [(1,), (2,), (3,)])
         self.assertEqual(sorted(finished), [2, 3])
 
     def test_no_jobs(self):
-        self.assertEqual(databases._in_threads(print, []), [])
+        self.assertEqual(clones._in_threads(print, []), [])
 
 
 class CloningTests(SimpleTestCase):
@@ -118,7 +118,7 @@ class CloningTests(SimpleTestCase):
 
     def cloning(
         self, fail_slot: int = 0, cloned: list[int] | None = None
-    ) -> tuple[databases.Cloning, list[int]]:
+    ) -> tuple[clones.Cloning, list[int]]:
         made: list[int] = []
 
         def clone(alias: str, slot: int, verbosity: int) -> None:
@@ -131,8 +131,8 @@ class CloningTests(SimpleTestCase):
                 time.sleep(0.05)  # a slow thread must not let slot 2 go first
             made.append(slot)
 
-        with mock.patch.object(databases, "_clone", clone):
-            cloning = databases.Cloning(self.old_config, 4, 0, on_slot, cloned)
+        with mock.patch.object(clones, "_clone", clone):
+            cloning = clones.Cloning(self.old_config, 4, 0, on_slot, cloned)
             with (
                 self.assertRaises(ValueError) if fail_slot else contextlib.nullcontext()
             ):
@@ -171,18 +171,18 @@ class CloningTests(SimpleTestCase):
 
 class CloneSlotsTests(SimpleTestCase):
     def test_the_last_slot_works_on_the_test_databases(self):
-        self.assertEqual(databases.clone_slots(4, keepdb=False), [1, 2, 3])
-        self.assertEqual(databases.clone_slots(1, keepdb=False), [])
+        self.assertEqual(clones.clone_slots(4, keepdb=False), [1, 2, 3])
+        self.assertEqual(clones.clone_slots(1, keepdb=False), [])
 
     def test_keepdb_clones_for_every_slot(self):
-        self.assertEqual(databases.clone_slots(4, keepdb=True), [1, 2, 3, 4])
+        self.assertEqual(clones.clone_slots(4, keepdb=True), [1, 2, 3, 4])
 
     def test_slot_settings_name_the_clone_or_the_test_database(self):
         connection = connections["default"]
         old_config = [(connection, "unused", True)]
         test_name = connection.settings_dict["NAME"]
-        clone = databases.slot_settings(old_config, 2)["default"]
-        itself = databases.slot_settings(old_config, 3, cloned=False)["default"]
+        clone = clones.slot_settings(old_config, 2)["default"]
+        itself = clones.slot_settings(old_config, 3, cloned=False)["default"]
         self.assertEqual(
             clone["NAME"], connection.creation.get_test_db_clone_settings("2")["NAME"]
         )
@@ -208,8 +208,8 @@ class DestroyTestDatabasesTests(SimpleTestCase):
 
     def test_a_drop_refused_at_first_is_tried_again_quietly(self):
         old_config, calls = self.config(failures=1)
-        with mock.patch.object(databases.time, "sleep") as sleep:
-            databases.destroy_test_databases(old_config, 1, keepdb=False)
+        with mock.patch.object(clones.time, "sleep") as sleep:
+            clones.destroy_test_databases(old_config, 1, keepdb=False)
         self.assertEqual(calls, [("shop", 1, False), ("shop", 0, False)])
         sleep.assert_called_once_with(0.5)
         old_config[1][0].creation.destroy_test_db.assert_not_called()
@@ -219,10 +219,10 @@ class DestroyTestDatabasesTests(SimpleTestCase):
         other = mock.Mock()
         old_config.append((other, "other", True))
         with (
-            mock.patch.object(databases.time, "sleep"),
+            mock.patch.object(clones.time, "sleep"),
             self.assertRaisesMessage(RuntimeError, "being accessed"),
         ):
-            databases.destroy_test_databases(old_config, 1, keepdb=True, attempts=3)
+            clones.destroy_test_databases(old_config, 1, keepdb=True, attempts=3)
         self.assertEqual(len(calls), 3)
         other.creation.destroy_test_db.assert_called_once_with("other", 1, True)
 
@@ -247,8 +247,8 @@ class CloneAndDestroyTests(TransactionTestCase):
             )
             return clone
 
-        self.addCleanup(databases.destroy_clones, old_config, slots, 0, attempts=1)
-        databases.Cloning(old_config, len(slots), verbosity=0, cloned=slots).wait()
+        self.addCleanup(clones.destroy_clones, old_config, slots, 0, attempts=1)
+        clones.Cloning(old_config, len(slots), verbosity=0, cloned=slots).wait()
         for slot in slots:
             clone = clone_of(slot)
             try:
@@ -257,7 +257,7 @@ class CloneAndDestroyTests(TransactionTestCase):
                     self.assertGreater(cursor.fetchone()[0], 0, slot)
             finally:
                 clone.close()
-        self.assertEqual(databases.destroy_clones(old_config, slots, 0), [])
+        self.assertEqual(clones.destroy_clones(old_config, slots, 0), [])
         for slot in slots:
             clone = clone_of(slot)
             with self.subTest(slot=slot), self.assertRaises(OperationalError):
@@ -273,19 +273,19 @@ class TuneSqliteTests(SimpleTestCase):
         from django.db.backends.signals import connection_created
 
         before = len(connection_created.receivers)
-        uid = databases.tune_sqlite("/nonexistent/run")
+        uid = sqlite.tune_sqlite("/nonexistent/run")
         self.addCleanup(connection_created.disconnect, dispatch_uid=uid)
-        databases.tune_sqlite("/nonexistent/run")  # as a forked worker does
+        sqlite.tune_sqlite("/nonexistent/run")  # as a forked worker does
         self.assertEqual(len(connection_created.receivers), before + 1)
 
     def test_only_files_in_the_run_directory(self):
         def conn(name: str, vendor: str = "sqlite") -> mock.Mock:
             return mock.Mock(vendor=vendor, settings_dict={"NAME": name})
 
-        self.assertTrue(databases._is_run_file(conn("/run/x.sqlite3"), "/run"))
-        self.assertFalse(databases._is_run_file(conn("/run2/x.sqlite3"), "/run"))
-        self.assertFalse(databases._is_run_file(conn("/run/x", "postgresql"), "/run"))
-        self.assertFalse(databases._is_run_file(conn("/run/x.sqlite3"), ""))
+        self.assertTrue(sqlite._is_run_file(conn("/run/x.sqlite3"), "/run"))
+        self.assertFalse(sqlite._is_run_file(conn("/run2/x.sqlite3"), "/run"))
+        self.assertFalse(sqlite._is_run_file(conn("/run/x", "postgresql"), "/run"))
+        self.assertFalse(sqlite._is_run_file(conn("/run/x.sqlite3"), ""))
 
 
 class TunePostgresqlTests(SimpleTestCase):
@@ -296,44 +296,44 @@ class TunePostgresqlTests(SimpleTestCase):
         # suite may have tuned this process, so its receiver comes back.
         from django.db.backends.signals import connection_created
 
-        registry = mock.patch.object(databases, "_TUNED_POSTGRESQL", {})
+        registry = mock.patch.object(postgresql, "_TUNED_POSTGRESQL", {})
         registry.start()
         self.addCleanup(registry.stop)
         if self.receiver_connected():
             self.addCleanup(
                 connection_created.connect,
-                databases._tune_postgresql_connection,
+                postgresql._tune_postgresql_connection,
                 weak=False,
-                dispatch_uid=databases._POSTGRESQL_UID,
+                dispatch_uid=postgresql._POSTGRESQL_UID,
             )
 
     def receiver_connected(self) -> bool:
         from django.db.backends.signals import connection_created
 
         return any(
-            key[0] == databases._POSTGRESQL_UID
+            key[0] == postgresql._POSTGRESQL_UID
             for key, *_ in connection_created.receivers
         )
 
     def test_the_test_databases_and_their_clones_only(self):
-        databases.tune_postgresql(["test_shop"])
+        postgresql.tune_postgresql(["test_shop"])
         for name in ("test_shop", "test_shop_1", "test_shop_12"):
-            self.assertTrue(databases._is_tuned_postgresql(name), name)
+            self.assertTrue(postgresql._is_tuned_postgresql(name), name)
         for name in ("shop", "test_shop_x", "test_shopping", "test_shop_", ""):
-            self.assertFalse(databases._is_tuned_postgresql(name), name)
+            self.assertFalse(postgresql._is_tuned_postgresql(name), name)
 
     def test_tunings_nest_and_each_undoes_only_its_own(self):
-        outer = databases.tune_postgresql(["test_a"])
-        inner = databases.tune_postgresql(["test_b"])  # a run inside the run
-        self.assertTrue(databases._is_tuned_postgresql("test_b_1"))
-        databases.untune_postgresql(inner)
-        databases.untune_postgresql(inner)  # twice: nothing more
-        self.assertFalse(databases._is_tuned_postgresql("test_b"))
-        self.assertTrue(databases._is_tuned_postgresql("test_a_2"))
+        outer = postgresql.tune_postgresql(["test_a"])
+        inner = postgresql.tune_postgresql(["test_b"])  # a run inside the run
+        self.assertTrue(postgresql._is_tuned_postgresql("test_b_1"))
+        postgresql.untune_postgresql(inner)
+        postgresql.untune_postgresql(inner)  # twice: nothing more
+        self.assertFalse(postgresql._is_tuned_postgresql("test_b"))
+        self.assertTrue(postgresql._is_tuned_postgresql("test_a_2"))
         self.assertTrue(self.receiver_connected())
-        databases.untune_postgresql(outer)
-        databases.untune_postgresql(None)
-        self.assertFalse(databases._is_tuned_postgresql("test_a"))
+        postgresql.untune_postgresql(outer)
+        postgresql.untune_postgresql(None)
+        self.assertFalse(postgresql._is_tuned_postgresql("test_a"))
         self.assertFalse(self.receiver_connected())
 
     def test_a_server_without_the_setting_gets_a_warning_not_an_error(self):
@@ -349,9 +349,9 @@ class TunePostgresqlTests(SimpleTestCase):
         )
         connection.connection.cursor.return_value = cursor
         connection.get_autocommit.return_value = False
-        databases.tune_postgresql(["test_a"])
+        postgresql.tune_postgresql(["test_a"])
         with self.assertWarnsRegex(RuntimeWarning, "unknown setting"):
-            databases._tune_postgresql_connection(None, connection)
+            postgresql._tune_postgresql_connection(None, connection)
         connection.connection.rollback.assert_called_once_with()
         connection.connection.commit.assert_not_called()
 
@@ -378,9 +378,9 @@ class TunePostgresqlTests(SimpleTestCase):
         if default == "off":
             self.skipTest("the server has synchronous_commit off already")
         self.assertEqual(current, default)  # not a test database: untouched
-        token = databases.tune_postgresql([test_name])
+        token = postgresql.tune_postgresql([test_name])
         self.assertEqual(synchronous_commit(test_name)[0], "off")
-        databases.untune_postgresql(token)
+        postgresql.untune_postgresql(token)
         self.assertEqual(synchronous_commit(test_name)[0], default)
 
 
@@ -390,19 +390,19 @@ class RunnerTuningTests(SimpleTestCase):
 
         runner = Runner(verbosity=0)
         with (
-            mock.patch.object(databases, "_TUNED_POSTGRESQL", {}) as registry,
+            mock.patch.object(postgresql, "_TUNED_POSTGRESQL", {}) as registry,
             mock.patch.object(Runner, "_destroy_databases", side_effect=OSError),
             mock.patch(
                 "django.db.backends.signals.connection_created.disconnect"
             ) as disconnect,
             self.assertRaises(OSError),  # undone even when teardown fails
         ):
-            runner._pg_tuning = databases.tune_postgresql(["test_a"])
+            runner._pg_tuning = postgresql.tune_postgresql(["test_a"])
             self.assertTrue(registry)
             runner.teardown_databases([])
         self.assertEqual(registry, {})
         self.assertIsNone(runner._pg_tuning)
-        disconnect.assert_called_once_with(dispatch_uid=databases._POSTGRESQL_UID)
+        disconnect.assert_called_once_with(dispatch_uid=postgresql._POSTGRESQL_UID)
 
 
 class InterruptedSetupTests(SimpleTestCase):
@@ -415,14 +415,15 @@ class InterruptedSetupTests(SimpleTestCase):
         runner._suite = mock.Mock(plan=mock.Mock(workers=2))
         with (
             mock.patch(
-                "concurrent_runner.forking.fork_workers_enabled", return_value=False
+                "concurrent_runner.parallel.forking.fork_workers_enabled",
+                return_value=False,
             ),
             mock.patch(
                 "concurrent_runner.runner._setup_databases",
                 side_effect=KeyboardInterrupt,
             ),
-            mock.patch.object(databases, "drop_planned") as drop,
-            mock.patch.object(databases, "tune_postgresql") as tune,
+            mock.patch.object(interrupted_setup, "drop_planned") as drop,
+            mock.patch.object(postgresql, "tune_postgresql") as tune,
             self.assertRaises(KeyboardInterrupt),
         ):
             runner.setup_databases(aliases=set(), serialized_aliases=set())
@@ -463,9 +464,11 @@ def _connection(creation: Any) -> Any:
 class NotingMadeTests(SimpleTestCase):
     def made(self, creation: _Creation) -> set[str]:
         with (
-            mock.patch.object(databases, "connections", {"a": _connection(creation)}),
+            mock.patch.object(
+                interrupted_setup, "connections", {"a": _connection(creation)}
+            ),
             contextlib.suppress(BaseException),
-            databases.noting_made(["a"]) as made,
+            interrupted_setup.noting_made(["a"]) as made,
         ):
             creation._create_test_db(1, False)
         self.assertNotIn("_create_test_db", vars(creation))  # restored
@@ -496,8 +499,8 @@ class NotingMadeTests(SimpleTestCase):
         first, second = _Creation(None, None), _Creation(None, None)
         conns = {"replica": _connection(first), "default": _connection(second)}
         with (
-            mock.patch.object(databases, "connections", conns),
-            databases.noting_made(["replica", "default"]) as made,
+            mock.patch.object(interrupted_setup, "connections", conns),
+            interrupted_setup.noting_made(["replica", "default"]) as made,
         ):
             second._create_test_db(1, False)
         self.assertEqual(made, {"test_db"})
@@ -512,8 +515,8 @@ class NotingMadeTests(SimpleTestCase):
             "m": mock.Mock(creation=mirror, settings_dict={"TEST": {"MIRROR": "a"}}),
         }
         with (
-            mock.patch.object(databases, "connections", conns),
-            databases.noting_made(["a", "m"]) as made,
+            mock.patch.object(interrupted_setup, "connections", conns),
+            interrupted_setup.noting_made(["a", "m"]) as made,
         ):
             creation._create_test_db(1, False)
             self.assertEqual(vars(mirror), {"execute": None, "prompt": None})
@@ -529,10 +532,10 @@ class NotingMadeTests(SimpleTestCase):
         planned = {"default": ("test_db", "db"), "other": ("test_other", "other")}
         settings = mock.Mock(DATABASES={a: {"NAME": "x"} for a in conns})
         with (
-            mock.patch.object(databases, "connections", conns),
+            mock.patch.object(interrupted_setup, "connections", conns),
             mock.patch("django.conf.settings", settings),
         ):
-            databases.drop_planned(planned, made={"test_other"}, keepdb=False)
+            interrupted_setup.drop_planned(planned, made={"test_other"}, keepdb=False)
         conns["default"].creation._destroy_test_db.assert_not_called()
         conns["other"].creation._destroy_test_db.assert_called_once_with(
             "test_other", verbosity=0

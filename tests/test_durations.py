@@ -1,4 +1,5 @@
-"""concurrent_runner.durations: the durations file and the estimates made from it."""
+"""concurrent_runner.planning.durations: the durations file, and estimates
+made from it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from unittest import mock
 from django.conf import settings
 from django.test import SimpleTestCase, override_settings
 
-from concurrent_runner import durations
-from concurrent_runner.groups import Strategy, Unit
+from concurrent_runner.planning import durations
+from concurrent_runner.planning.groups import Strategy, Unit
 
 
 def free_unit(*classes: str) -> Unit:
@@ -234,14 +235,14 @@ class DurationsPathTests(SimpleTestCase):
 
 class MergeTests(SimpleTestCase):
     def test_merge_combines_shard_files_later_ones_winning(self) -> None:
-        from concurrent_runner.durations import main
+        from concurrent_runner.planning.durations import main
 
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             durations.save(root / "a.json", {"m.A": 1.0, "m.B": 2.0})
             durations.save(root / "b.json", {"m.B": 3.0, "m.C": 4.0})
             files = [str(root / name) for name in ("out.json", "a.json", "b.json")]
-            self.assertEqual(main(["merge", *files]), 0)
+            self.assertEqual(main(["durations", "merge", *files]), 0)
             self.assertEqual(
                 durations.load(root / "out.json"), {"m.A": 1.0, "m.B": 3.0, "m.C": 4.0}
             )

@@ -12,7 +12,7 @@ from pathlib import Path
 from django.db import connection
 from django.test import SimpleTestCase
 
-from concurrent_runner.skips import SKIPS_UNSTARTED
+from concurrent_runner.reports.skips import SKIPS_UNSTARTED
 
 from .e2e import (
     E2E_PROJECT,

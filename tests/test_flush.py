@@ -1,4 +1,5 @@
-"""concurrent_runner.flush: TransactionTestCase's flush with DELETE on PostgreSQL.
+"""concurrent_runner.databases.flush: TransactionTestCase's flush with
+DELETE on PostgreSQL.
 
 Our own suite runs under the runner, so with the default setting every
 TransactionTestCase here already flushes this way on PostgreSQL.
@@ -17,7 +18,7 @@ from django.core.management.color import no_style
 from django.db import connection
 from django.test import SimpleTestCase, TransactionTestCase, override_settings
 
-from concurrent_runner import flush
+from concurrent_runner.databases import flush
 
 try:
     from django.db.backends.postgresql.operations import DatabaseOperations
@@ -105,7 +106,7 @@ WHAT_FAST_FLUSH_IMPORTS = textwrap.dedent(
         databases["other"] = {"ENGINE": "django.db.backends.postgresql"}
     settings.configure(DATABASES=databases)
     django.setup()
-    from concurrent_runner import flush
+    from concurrent_runner.databases import flush
 
     with flush.fast_flush():
         imported = "psycopg2" in sys.modules

@@ -17,8 +17,8 @@ from unittest import mock
 from django.db import connections
 from django.test import SimpleTestCase, override_settings
 
-from concurrent_runner import protocol as p
-from concurrent_runner.forking import (
+from concurrent_runner.parallel import protocol as p
+from concurrent_runner.parallel.forking import (
     FORK_FAILED,
     ForkRequest,
     ForkServer,
@@ -26,7 +26,7 @@ from concurrent_runner.forking import (
     _reap_within,
     fork_workers_enabled,
 )
-from concurrent_runner.pool import WorkerProcess
+from concurrent_runner.parallel.workers import WorkerProcess
 
 #: Seconds any single wait in these tests may take.
 BOUND = 15.0
@@ -212,7 +212,7 @@ class AskingWithoutWaitingTests(ForkServerCase):
 
     def test_a_server_that_never_answers_is_given_up_on(self) -> None:
         self.stop_server()
-        with mock.patch("concurrent_runner.forking.FORK_TIMEOUT", 0.2):
+        with mock.patch("concurrent_runner.parallel.forking.FORK_TIMEOUT", 0.2):
             _conn, process = self.ask(1)
             with self.assertRaises(ForkServerGone):
                 process.pid  # noqa: B018 - waits FORK_TIMEOUT, then gives up

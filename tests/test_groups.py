@@ -1,4 +1,5 @@
-"""concurrent_runner.groups: reading ``mp_group`` and splitting tests into units.
+"""concurrent_runner.planning.groups: reading ``mp_group`` and splitting
+tests into units.
 
 Test classes are built inside helpers with ``type()``, never at module level,
 so that discovery does not collect and run them.
@@ -10,7 +11,7 @@ import unittest
 from typing import Any
 
 from concurrent_runner import ConfigurationError
-from concurrent_runner.groups import (
+from concurrent_runner.planning.groups import (
     Membership,
     Strategy,
     Unit,

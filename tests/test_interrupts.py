@@ -9,7 +9,7 @@ from unittest import mock
 
 from django.test import SimpleTestCase
 
-from concurrent_runner.interrupts import Interrupts
+from concurrent_runner.parallel.interrupts import Interrupts
 
 
 class _Dying:

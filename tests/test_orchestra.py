@@ -1,4 +1,4 @@
-"""concurrent_runner.orchestra without processes: fake workers record what
+"""concurrent_runner.parallel.loop without processes: fake workers record what
 they are sent, and messages are handed to the suite directly."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import io
 import unittest
 from typing import Any
 
-from concurrent_runner import protocol as p
-from concurrent_runner.groups import build_units
-from concurrent_runner.orchestra import GroupedParallelSuite
-from concurrent_runner.planning import Dispatcher, make_plan
+from concurrent_runner.parallel import protocol as p
+from concurrent_runner.parallel.loop import GroupedParallelSuite
+from concurrent_runner.planning.groups import build_units
+from concurrent_runner.planning.plan import Dispatcher, make_plan
 
 
 class FakeWorker:

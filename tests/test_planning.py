@@ -1,12 +1,12 @@
-"""concurrent_runner.planning: phases, LPT order, and the run-time Dispatcher."""
+"""concurrent_runner.planning.plan: phases, LPT order, and the run-time Dispatcher."""
 
 from __future__ import annotations
 
 import random
 import unittest
 
-from concurrent_runner.groups import Strategy, Unit
-from concurrent_runner.planning import Dispatcher, Plan, Slot, make_plan
+from concurrent_runner.planning.groups import Strategy, Unit
+from concurrent_runner.planning.plan import Dispatcher, Plan, Slot, make_plan
 
 FREE = Strategy.FREE
 SERIAL = Strategy.SERIAL

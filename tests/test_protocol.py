@@ -1,4 +1,5 @@
-"""concurrent_runner.protocol: what crosses the pipe, and how errors survive it."""
+"""concurrent_runner.parallel.protocol: what crosses the pipe, and how
+errors survive it."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import unittest
 from typing import Any
 from unittest import mock
 
-from concurrent_runner import protocol as p
-from concurrent_runner.worker import WorkerSpec
+from concurrent_runner.parallel import protocol as p
+from concurrent_runner.parallel.worker import WorkerSpec
 
 
 class UnreducibleError(Exception):

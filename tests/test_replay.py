@@ -1,4 +1,5 @@
-"""concurrent_runner.replay: worker records replayed into an ordinary result."""
+"""concurrent_runner.parallel.replay: worker records replayed into an
+ordinary result."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 
 from django.test.runner import DebugSQLTextTestResult
 
-from concurrent_runner import protocol as p
-from concurrent_runner.replay import (
+from concurrent_runner.parallel import protocol as p
+from concurrent_runner.parallel.replay import (
     WorkerCrashed,
     replay_fixture,
     replay_outcome,
@@ -399,7 +400,7 @@ class FixtureAfterUnexpectedSuccessTests(unittest.TestCase):
 
 class NamedSkipsTests(unittest.TestCase):
     def result(self) -> tuple[Any, io.StringIO]:
-        from concurrent_runner.skips import NamedSkips
+        from concurrent_runner.reports.skips import NamedSkips
 
         stream = io.StringIO()
         cls = type("Result", (NamedSkips, unittest.TextTestResult), {})

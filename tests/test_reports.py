@@ -8,8 +8,8 @@ import unittest
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from concurrent_runner.junit import JUnitRecording, JUnitReport
-from concurrent_runner.progress import Progress
+from concurrent_runner.reports.junit import JUnitRecording, JUnitReport
+from concurrent_runner.reports.progress import Progress
 
 #: What the JUnit schema CI systems read (Jenkins' junit-10.xsd, which
 #: GitLab and GitHub reporters follow) allows inside a <testcase>.

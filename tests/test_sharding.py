@@ -1,4 +1,4 @@
-"""concurrent_runner.sharding: deterministic, whole groups, balanced."""
+"""concurrent_runner.planning.sharding: deterministic, whole groups, balanced."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import random
 import unittest
 
-from concurrent_runner.groups import Strategy, Unit
-from concurrent_runner.sharding import (
+from concurrent_runner.planning.groups import Strategy, Unit
+from concurrent_runner.planning.sharding import (
     group_key,
     parse_shard,
     shard_from_environ,

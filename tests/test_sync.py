@@ -1,7 +1,7 @@
 """mp_lock, mp_message_board and mp_trail across real processes.
 
 Each test gets its own sync directory; helper processes are plain
-``python -c`` children that import concurrent_runner.sync, with every wait
+``python -c`` children that import concurrent_runner.calls.sync, with every wait
 bounded.
 """
 
@@ -19,8 +19,8 @@ import unittest
 from pathlib import Path
 from unittest import mock
 
-from concurrent_runner import sync
-from concurrent_runner.sync import SYNC_ENV, mp_lock, mp_message_board, mp_trail
+from concurrent_runner.calls import sync
+from concurrent_runner.calls.sync import SYNC_ENV, mp_lock, mp_message_board, mp_trail
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -37,7 +37,8 @@ class SyncDirTestCase(unittest.TestCase):
 
     def spawn(self, code: str, **env: str) -> subprocess.Popen:
         prelude = (
-            "from concurrent_runner.sync import mp_lock, mp_message_board, mp_trail\n"
+            "from concurrent_runner.calls.sync import "
+            "mp_lock, mp_message_board, mp_trail\n"
         )
         process = subprocess.Popen(
             [sys.executable, "-c", prelude + textwrap.dedent(code)],

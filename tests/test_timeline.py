@@ -1,4 +1,4 @@
-"""concurrent_runner.timeline: summaries and rendering, without a run."""
+"""concurrent_runner.reports.timeline: summaries and rendering, without a run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import unittest
 from html.parser import HTMLParser
 from pathlib import Path
 
-from concurrent_runner.timeline import Bar, Timeline, render_html, summarise, to_json
+from concurrent_runner.reports.timeline import (
+    Bar,
+    Timeline,
+    render_html,
+    summarise,
+    to_json,
+)
 
 EXTERNAL = re.compile(r"(https?:)?//|\bsrc\s*=|<link\b|@import|url\(", re.IGNORECASE)
 

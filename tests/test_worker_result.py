@@ -1,8 +1,8 @@
-"""concurrent_runner.worker.WorkerResult, driven in-process over a fake pipe.
+"""concurrent_runner.parallel.worker.WorkerResult, driven in-process over a fake pipe.
 
 A small suite runs once straight into a ``TextTestResult`` and once through
 ``WorkerResult``; the messages the worker sent are then replayed with
-``concurrent_runner.replay``, and both results must agree.
+``concurrent_runner.parallel.replay``, and both results must agree.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 from django.db import connections
 from django.test.runner import DebugSQLTextTestResult
 
-from concurrent_runner import protocol as p
-from concurrent_runner.replay import replay_fixture, replay_test
-from concurrent_runner.worker import WorkerResult, run_unit, use_databases
+from concurrent_runner.parallel import protocol as p
+from concurrent_runner.parallel.replay import replay_fixture, replay_test
+from concurrent_runner.parallel.worker import WorkerResult, run_unit, use_databases
 
 MODULE = "fake.worker_suite"
 

@@ -10,7 +10,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from concurrent_runner.call_server import SERVER_ENV, serve_from_environ
+from concurrent_runner.calls.server import SERVER_ENV, serve_from_environ
 
 
 class Command(BaseCommand):

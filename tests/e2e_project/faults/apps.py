@@ -57,16 +57,16 @@ def pause_after_migrating(plan=None, **kwargs):
 def pause_before_dropping_clones():
     """Hold the teardown before the clones are dropped, so a test can signal
     it there; the runner imports ``destroy_clones`` where it calls it."""
-    from concurrent_runner import databases
+    from concurrent_runner.databases import clones
 
-    destroy_clones = databases.destroy_clones
+    destroy_clones = clones.destroy_clones
 
     def paused(*args, **kwargs):
         print("Dropping the clones slowly.", flush=True)
         time.sleep(float(os.environ["PAUSE_DROPPING_CLONES"]))
         return destroy_clones(*args, **kwargs)
 
-    databases.destroy_clones = paused
+    clones.destroy_clones = paused
 
 
 def pause_before_the_first_drop():

@@ -10,7 +10,7 @@ import time
 import unittest
 
 from concurrent_runner import mp_lock, mp_message_board
-from concurrent_runner.sync import sync_dir
+from concurrent_runner.calls.sync import sync_dir
 
 INCREMENTS = 25
 

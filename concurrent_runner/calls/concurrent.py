@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .call_server import SERVER_ENV, Batch, BatchDone, CallOutcome, ServerReady
+from .server import SERVER_ENV, Batch, BatchDone, CallOutcome, ServerReady
 
 if sys.version_info >= (3, 11):
     from builtins import ExceptionGroup
@@ -305,7 +305,7 @@ class CallServer:
     def __init__(self) -> None:
         from multiprocessing.connection import wait
 
-        from . import protocol
+        from ..parallel import protocol
 
         argv, env = server_command()
         self.conn, self.process = protocol.spawn_with_channel(
@@ -357,7 +357,7 @@ class CallServer:
         """
         import subprocess
 
-        from . import protocol
+        from ..parallel import protocol
 
         self.conn.close()
         try:
@@ -377,7 +377,7 @@ def server_command() -> tuple[list[str], dict[str, str]]:
     """
     from django.conf import settings
 
-    from . import protocol
+    from ..parallel import protocol
 
     env = dict(os.environ)
     env.pop(protocol.WORKER_ENV, None)

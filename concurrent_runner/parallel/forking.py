@@ -419,7 +419,7 @@ def _clean_exit() -> None:
     import logging
     import multiprocessing.util
 
-    calls = sys.modules.get("concurrent_runner.calls")
+    calls = sys.modules.get("concurrent_runner.calls.concurrent")
     for step in (
         getattr(calls, "_stop_server", None),  # the worker's call server
         multiprocessing.util._exit_function,  # type: ignore[attr-defined]

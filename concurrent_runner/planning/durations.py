@@ -104,18 +104,16 @@ def merge(target: Path, sources: Sequence[Path]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m concurrent_runner.durations merge OUT IN [IN ...]``"""
+    """``python -m concurrent_runner durations merge OUT IN [IN ...]``"""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m concurrent_runner.durations")
+    parser = argparse.ArgumentParser(prog="python -m concurrent_runner")
     commands = parser.add_subparsers(dest="command", required=True)
-    merging = commands.add_parser("merge", help="merge durations files into OUT")
+    durations = commands.add_parser("durations", help="the durations file")
+    actions = durations.add_subparsers(dest="action", required=True)
+    merging = actions.add_parser("merge", help="merge durations files into OUT")
     merging.add_argument("out", type=Path)
     merging.add_argument("sources", type=Path, nargs="+")
     args = parser.parse_args(argv)
     merge(args.out, args.sources)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .environment import SERVER_ENV
+from ..environment import SERVER_ENV
 
 #: After SIGTERM, seconds a timed-out call has before SIGKILL.
 KILL_GRACE = 1.0

@@ -12,7 +12,7 @@ import unittest
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 
 class Strategy(enum.Enum):

@@ -16,8 +16,8 @@ from typing import Any
 
 from django.test.runner import DebugSQLTextTestResult
 
+from ..reports.skips import at_line_start
 from . import protocol as p
-from .skips import at_line_start
 
 
 class WorkerCrashed(Exception):

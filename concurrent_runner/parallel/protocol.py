@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeAlias
 
 import tblib.pickling_support
 
-from .environment import WORKER_ENV  # noqa: F401 - also named here
+from ..environment import WORKER_ENV  # noqa: F401 - also named here
 
 tblib.pickling_support.install()
 

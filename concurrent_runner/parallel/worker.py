@@ -227,11 +227,11 @@ def connections_debug_sql() -> bool:
 def use_databases(config: p.Configure) -> None:
     """Point every alias at this slot's database, in place as Django expects."""
     if config.sqlite_dir and config.fast_sqlite:
-        from .databases import tune_sqlite
+        from ..databases.sqlite import tune_sqlite
 
         tune_sqlite(config.sqlite_dir)
     if config.fast_postgresql:  # a forked worker has it already
-        from .databases import tune_postgresql
+        from ..databases.postgresql import tune_postgresql
 
         tune_postgresql(
             target["NAME"]
@@ -254,7 +254,7 @@ def use_databases(config: p.Configure) -> None:
     for alias, contents in config.serialized.items():
         connections[alias]._test_serialized_contents = contents  # type: ignore[attr-defined]
     if config.sqlite_dir:
-        from .databases import keep_open_like_memory
+        from ..databases.sqlite import keep_open_like_memory
 
         keep_open_like_memory(config.sqlite_dir)
     if config.debug_sql:

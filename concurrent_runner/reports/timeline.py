@@ -300,7 +300,7 @@ class RecordingResult:
         current = getattr(self, "_timeline_bar", None)
         now = self.timeline.now()
         if current is None or current.label != label:
-            from .groups import read_membership
+            from ..planning.groups import read_membership
 
             membership = read_membership(type(test))
             current = self.timeline.add(

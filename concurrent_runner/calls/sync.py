@@ -32,7 +32,7 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, Literal
 
-from .environment import SYNC_ENV
+from ..environment import SYNC_ENV
 
 _private: Path | None = None
 _private_pid = 0

@@ -20,16 +20,16 @@ import unittest
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigurationError
+from ..planning.groups import Unit
+from ..planning.plan import Dispatcher, Plan
+from ..reports.progress import Progress
 from . import protocol as p
-from .errors import ConfigurationError
-from .groups import Unit
-from .planning import Dispatcher, Plan
-from .pool import WorkerProcess
-from .progress import Progress
 from .replay import replay_fixture, replay_test, report_crash, report_unit_crash
+from .workers import WorkerProcess
 
 if TYPE_CHECKING:  # imported only when a timeline is recorded
-    from .timeline import Bar, Timeline
+    from ..reports.timeline import Bar, Timeline
 
 #: Seconds a worker may take from start to hello (imports, discovery).
 STARTUP_TIMEOUT = 300.0
@@ -101,7 +101,7 @@ class GroupedParallelSuite(unittest.TestSuite):
         worker = self.spawn(slot, generation)
         self.workers[slot] = worker
         if self.timeline is not None:
-            from .timeline import Bar
+            from ..reports.timeline import Bar
 
             self.startup_bars[slot] = self.timeline.add(
                 Bar("startup", slot, f"worker {slot} starting", asked, asked)
@@ -263,7 +263,7 @@ class GroupedParallelSuite(unittest.TestSuite):
     ) -> None:
         if self.timeline is None:
             return
-        from .timeline import Bar
+        from ..reports.timeline import Bar
 
         self.timeline.enter_phase(phase)
         now = self.timeline.now()

@@ -1,0 +1,1 @@
+"""Reports of a run: progress lines, JUnit XML, the timeline, skip names."""
