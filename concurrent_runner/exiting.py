@@ -21,9 +21,9 @@ _registered = False
 
 def fast_exit_enabled() -> bool:
     """``settings.CONCURRENT_RUNNER_FAST_EXIT``, on unless set False."""
-    from django.conf import settings
+    from .conf import fast_exit
 
-    return bool(getattr(settings, "CONCURRENT_RUNNER_FAST_EXIT", True))
+    return fast_exit()
 
 
 def skip_final_collection() -> None:

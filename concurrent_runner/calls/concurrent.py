@@ -32,7 +32,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     from exceptiongroup import ExceptionGroup
 
-DEFAULT_TIMEOUT = 30.0
 #: Seconds the server has to start (a fresh interpreter plus django.setup()).
 SERVER_START_TIMEOUT = 60.0
 #: Seconds the server has to exit once its channel is closed.
@@ -184,9 +183,9 @@ def make_concurrent_calls(
 
 def resolve_timeout(timeout: float | None) -> float:
     if timeout is None:
-        from django.conf import settings
+        from ..conf import call_timeout
 
-        timeout = getattr(settings, "CONCURRENT_CALL_TIMEOUT", DEFAULT_TIMEOUT)
+        timeout = call_timeout()
     if not timeout or timeout <= 0:
         raise ConcurrentCallError(
             f"The call timeout must be positive, not {timeout!r}."
@@ -377,12 +376,13 @@ def server_command() -> tuple[list[str], dict[str, str]]:
     """
     from django.conf import settings
 
+    from ..conf import call_manage_py
     from ..parallel import protocol
 
     env = dict(os.environ)
     env.pop(protocol.WORKER_ENV, None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    manage_py = getattr(settings, "CONCURRENT_CALL_MANAGE_PY", None)
+    manage_py = call_manage_py()
     if manage_py:
         return [
             sys.executable,

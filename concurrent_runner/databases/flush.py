@@ -34,9 +34,9 @@ _PATCHED = "_concurrent_runner_fast_flush"
 
 def fast_flush_enabled() -> bool:
     """``settings.CONCURRENT_RUNNER_FAST_FLUSH``, on unless set False."""
-    from django.conf import settings
+    from ..conf import fast_flush
 
-    return bool(getattr(settings, "CONCURRENT_RUNNER_FAST_FLUSH", True))
+    return fast_flush()
 
 
 def wanted() -> bool:

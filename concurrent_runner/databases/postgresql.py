@@ -17,9 +17,9 @@ from .interrupted_setup import planned_test_databases
 
 def fast_postgresql_enabled() -> bool:
     """``settings.CONCURRENT_RUNNER_FAST_POSTGRESQL``, on unless set False."""
-    from django.conf import settings
+    from ..conf import fast_postgresql
 
-    return bool(getattr(settings, "CONCURRENT_RUNNER_FAST_POSTGRESQL", True))
+    return fast_postgresql()
 
 
 #: Test database names whose PostgreSQL connections this process tunes,

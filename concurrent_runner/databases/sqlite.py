@@ -105,9 +105,9 @@ def really_close(changed: list[Any]) -> None:
 
 def fast_sqlite_enabled() -> bool:
     """``settings.CONCURRENT_RUNNER_FAST_SQLITE``, on unless set False."""
-    from django.conf import settings
+    from ..conf import fast_sqlite
 
-    return bool(getattr(settings, "CONCURRENT_RUNNER_FAST_SQLITE", True))
+    return fast_sqlite()
 
 
 def tune_sqlite(directory: str | Path) -> Any:

@@ -49,11 +49,11 @@ FORK_FAILED = 255
 
 def fork_workers_enabled() -> bool:
     """Whether this process may fork workers (else: fresh interpreters)."""
-    from django.conf import settings
+    from ..conf import fork_workers
 
     return (
         sys.platform.startswith("linux")
-        and getattr(settings, "CONCURRENT_RUNNER_FORK_WORKERS", True)
+        and fork_workers()
         # A fork copies only the calling thread; another thread's locks and
         # work would be left half-way in every copy.
         and threading.active_count() == 1

@@ -17,15 +17,13 @@ from pathlib import Path
 
 from .groups import Unit
 
-DEFAULT_FILENAME = ".concurrent_runner_durations.json"
 FORMAT_VERSION = 1
 
 
 def durations_path() -> Path:
-    from django.conf import settings
+    from ..conf import durations_file
 
-    configured = getattr(settings, "CONCURRENT_RUNNER_DURATIONS_FILE", None)
-    return Path(configured) if configured else Path.cwd() / DEFAULT_FILENAME
+    return durations_file()
 
 
 def load(path: Path) -> dict[str, float]:
