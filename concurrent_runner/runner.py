@@ -1,13 +1,17 @@
 """``concurrent_runner.Runner``: Django's DiscoverRunner, run in parallel groups.
 
-``manage.py test --parallel-groups N`` discovers and filters tests exactly as
-Django does, splits them into units by ``mp_group``, plans them, creates the
-test databases once and a clone for every worker slot but the last (which
-uses them), and runs the units in child ``manage.py test`` processes.
-Without the flag (or with 1) it is DiscoverRunner, except that an in-memory
-SQLite test database becomes a file that other processes can open, and that
-the test databases are tuned for being thrown away
-(``databases.tune_sqlite``, ``databases.tune_postgresql``, ``flush``).
+``manage.py test --parallel-groups N`` (or Django's own ``--parallel N``)
+discovers and filters tests exactly as Django does, splits them into units
+by ``mp_group`` and plans them; a parallel run is then a
+``parallel.session.ParallelSession``, which owns the workers, the clones of
+the test databases and their teardown. Without it (one worker) it is
+DiscoverRunner, except that an in-memory SQLite test database becomes a
+file that other processes can open, and that the test databases are tuned
+for being thrown away (``databases.sqlite``, ``databases.postgresql``,
+``databases.flush``).
+
+This class holds DiscoverRunner's hooks and the flags; what one call of
+``run_tests`` holds lives in a ``_RunState`` for that call only.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import tempfile
 import unittest
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,13 +40,17 @@ from django.test.utils import (
     teardown_test_environment,
 )
 
-from .environment import SERVER_ENV, WORKER_ENV
-from .errors import ConfigurationError
+from .environment import Role, process_role
+from .errors import ConfigurationError, RunInterrupted
+from .parallel.interrupts import Interrupts
 from .planning.groups import build_units, class_label
 from .planning.sharding import parse_shard, shard_from_environ
 
-if TYPE_CHECKING:  # the worker side is imported only where it is used
+if TYPE_CHECKING:  # the parallel and worker sides are imported where used
+    from .parallel.session import ParallelSession
     from .parallel.worker import WorkerSpec
+    from .planning.groups import Unit
+    from .planning.plan import Plan
 
 
 def parallel_groups_type(value: str) -> int:
@@ -81,6 +90,37 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def choose_workers(parallel_groups: int | str | None, parallel: Any) -> tuple[int, str]:
+    """How many workers, and which option chose them: ``--parallel-groups``
+    first, then Django's own ``--parallel`` (or a script's ``parallel=``),
+    else one."""
+    if parallel_groups is not None:
+        if isinstance(parallel_groups, str):
+            parallel_groups = parallel_groups_type(parallel_groups)
+        return parallel_groups, f"--parallel-groups {parallel_groups}"
+    if parallel == "auto":
+        parallel = default_workers()
+    if isinstance(parallel, int) and parallel > 1:
+        return parallel, f"--parallel {parallel}"
+    return 1, "the default (one process)"
+
+
+@dataclass
+class _RunState:
+    """What one ``run_tests`` call holds, from its start to its end."""
+
+    rundir: Path
+    interrupts: Interrupts
+    timeline: Any = None  # reports.timeline.Timeline
+    junit: Any = None  # reports.junit.JUnitReport
+    session: ParallelSession | None = None
+    history: dict[str, float] | None = None  # recorded durations, read once
+    kept_open: list[Any] = field(default_factory=list)  # sqlite.keep_open_like_memory
+    pg_tuning: int | None = None  # postgresql.tune_postgresql's token
+    checked: bool = False  # run_checks already ran (a parallel run, before cloning)
+    cloning_bar: Any = None
+
+
 class Runner(DiscoverRunner):
     """A drop-in DiscoverRunner that runs test classes in parallel groups."""
 
@@ -92,7 +132,7 @@ class Runner(DiscoverRunner):
     def __init__(
         self,
         *,
-        parallel_groups: int | str = 1,
+        parallel_groups: int | str | None = None,
         group_timeout: float | None = None,
         timeline: str | None = None,
         shard: tuple[int, int] | None = None,
@@ -104,36 +144,20 @@ class Runner(DiscoverRunner):
         self.group_timeout = group_timeout
         self.timeline_path = Path(timeline) if timeline else None
         self.junit_path = Path(junit_xml) if junit_xml else None
-        self.junit: Any = None
         self.shard = shard
         self.list_groups = list_groups
-        self._listing: Any = None
-        self.timeline: Any = None
-        if isinstance(parallel_groups, str):
-            parallel_groups = parallel_groups_type(parallel_groups)
-        self.parallel_groups = parallel_groups
-        if parallel_groups > 1 and self.pdb:
+        self.parallel_groups, self.workers_chosen_by = choose_workers(
+            parallel_groups, self.parallel
+        )
+        # Our workers run the tests, never Django's ParallelTestSuite.
+        self.parallel = 0
+        if self.parallel_groups > 1 and self.pdb:
             raise ConfigurationError(
-                "You cannot use --pdb with --parallel-groups; pass "
+                "You cannot use --pdb with parallel tests; pass "
                 "--parallel-groups=1 to use it."
             )
-        if parallel_groups > 1 and self.parallel not in (0, 1):
-            raise ConfigurationError(
-                f"--parallel={self.parallel!r} and --parallel-groups="
-                f"{parallel_groups} are two ways to run in parallel; drop "
-                f"--parallel and keep --parallel-groups."
-            )
-        self._suite: Any = None
-        self._forks: Any = None  # the fork server, while workers may start
-        self._recorded: dict[str, float] | None = None
-        self._kept_open: list[Any] = []  # see databases.keep_open_like_memory
-        self._rundir: Path | None = None
         self._call = 0
-        self._checked = False  # run_checks already ran (before cloning)
-        self._cloning: Any = None  # databases.Cloning, while clones are made
-        self._pg_tuning: int | None = None  # see databases.tune_postgresql
-        self._interrupts: Any = None  # interrupts.Interrupts, while running
-        self._cloning_bar: Any = None
+        self._run: _RunState | None = None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -141,12 +165,13 @@ class Runner(DiscoverRunner):
         parser.add_argument(
             "--parallel-groups",
             type=parallel_groups_type,
-            default=1,
+            default=None,
             metavar="N",
             help=(
                 "Run test classes in up to N worker processes, grouped and "
                 'isolated by their mp_group attribute. Use the value "auto" '
-                "for one worker per processor core."
+                "for one worker per processor core. Django's own --parallel "
+                "N runs the same workers."
             ),
         )
         parser.add_argument(
@@ -200,25 +225,31 @@ class Runner(DiscoverRunner):
         from .exiting import skip_final_collection
 
         skip_final_collection()
-        self._recorded = None
-        self._checked = False
-        if os.environ.get(SERVER_ENV):
-            # Started to serve concurrent calls for a project configured by
-            # settings.configure() (see calls.server_command), not to test.
-            from django.core.management import call_command
+        match process_role():
+            case Role.CALL_SERVER:
+                # Started to serve concurrent calls for a project configured
+                # by settings.configure() (calls.concurrent.server_command).
+                from django.core.management import call_command
 
-            call_command("concurrent_call_wrapper", "--serve")
-            raise SystemExit(0)  # the rest of the script is not ours to run
-        if os.environ.get(WORKER_ENV):  # the worker side, imported only here
-            from .parallel.worker import WorkerSpec
+                call_command("concurrent_call_wrapper", "--serve")
+                raise SystemExit(0)  # the rest of the script is not ours to run
+            case Role.WORKER:
+                from .parallel.worker import WorkerSpec
 
-            spec = WorkerSpec.from_environ()
-            if spec is not None:
-                return self._serve(spec, test_labels)
+                spec = WorkerSpec.from_environ()
+                if spec is not None:
+                    return self._serve(spec, test_labels)
         if self.list_groups:
             return self._list_groups(test_labels)
-        rundir = Path(tempfile.mkdtemp(prefix="concurrent-runner-"))
-        self._rundir = rundir
+        return self._run_tests(test_labels, **kwargs)
+
+    def _run_tests(self, test_labels: list[str], **kwargs: Any) -> int:
+        from .databases.flush import fast_flush
+        from .databases.sqlite import file_backed_sqlite, tuned_sqlite
+
+        run = self._run = _RunState(
+            Path(tempfile.mkdtemp(prefix="concurrent-runner-")), Interrupts()
+        )
         # -v 2 ends a parallel run with its timings; an in-process run stays
         # exactly DiscoverRunner's unless a timeline is asked for.
         if self.timeline_path is not None or (
@@ -226,39 +257,51 @@ class Runner(DiscoverRunner):
         ):
             from .reports.timeline import Timeline
 
-            self.timeline = Timeline()
+            run.timeline = Timeline()
         if self.junit_path is not None:
             from .reports.junit import JUnitReport
 
-            self.junit = JUnitReport()
-        from .parallel.interrupts import Interrupts
-
-        self._interrupts = Interrupts()
+            run.junit = JUnitReport()
         try:
-            from .databases.flush import fast_flush
-            from .databases.sqlite import file_backed_sqlite, tuned_sqlite
-
             with (
-                self._interrupts.handled(),
-                file_backed_sqlite(rundir),
-                tuned_sqlite(rundir),
+                run.interrupts.handled(),
+                file_backed_sqlite(run.rundir),
+                tuned_sqlite(run.rundir),
                 fast_flush(),
-                _shared_sync_dir(rundir / "sync"),
+                _shared_sync_dir(run.rundir / "sync"),
             ):
-                return super().run_tests(test_labels, **kwargs)
+                failures = super().run_tests(test_labels, **kwargs)
+        except KeyboardInterrupt:
+            if run.interrupts.received is None:
+                raise  # raised by code, not by a signal: not ours to explain
         finally:
             self._untune_postgresql()
-            self._stop_workers()
+            if run.session is not None:
+                run.session.close()
             self._write_reports()
-            self._suite = None
-            self._interrupts = None
-            shutil.rmtree(rundir, ignore_errors=True)
-            self._rundir = None
+            shutil.rmtree(run.rundir, ignore_errors=True)
+            self._run = None
+        if run.interrupts.received is not None:
+            raise RunInterrupted(run.interrupts.received)
+        return failures
+
+    def _state(self) -> _RunState:
+        if self._run is None:
+            raise RuntimeError("Runner: this hook is called only inside run_tests()")
+        return self._run
+
+    def setup_test_environment(self, **kwargs: Any) -> None:
+        super().setup_test_environment(**kwargs)
+        if self._run is not None:
+            # unittest's handler (installed just now) stops the tests gently
+            # at a first Ctrl-C; it tells us too, so the run then fails.
+            unittest.registerResult(self._run.interrupts)  # type: ignore[arg-type]
 
     def _write_reports(self) -> None:
+        run = self._state()
         for what, report, path in (
-            ("timeline", self.timeline, self.timeline_path),
-            ("JUnit XML report", self.junit, self.junit_path),
+            ("timeline", run.timeline, self.timeline_path),
+            ("JUnit XML report", run.junit, self.junit_path),
         ):
             if report is None or path is None:
                 continue
@@ -268,17 +311,17 @@ class Runner(DiscoverRunner):
                 print(f"Could not write the {what}: {exc}", file=sys.stderr)
             else:
                 self.log(f"{what[0].upper()}{what[1:]} written to {path}")
-        self.timeline = self.junit = None
 
     def get_resultclass(self) -> Any:
         base = super().get_resultclass()
+        run = self._run
         mixins: list[type] = []
-        if self.timeline is not None and self._suite is None:
+        if run is not None and run.timeline is not None and run.session is None:
             # In-process: a timeline bar per test class as the result sees it.
             from .reports.timeline import RecordingResult
 
             mixins.append(RecordingResult)
-        if self.junit is not None:
+        if run is not None and run.junit is not None:
             from .reports.junit import JUnitRecording
 
             mixins.append(JUnitRecording)
@@ -291,7 +334,10 @@ class Runner(DiscoverRunner):
         return type(
             "ReportingResult",
             (*mixins, base or unittest.TextTestResult),
-            {"timeline": self.timeline, "junit": self.junit},
+            {
+                "timeline": run.timeline if run else None,
+                "junit": run.junit if run else None,
+            },
         )
 
     def _serve(self, spec: WorkerSpec, test_labels: list[str]) -> int:
@@ -300,23 +346,19 @@ class Runner(DiscoverRunner):
             # Another call of a script that runs the runner more than once;
             # the parent runs (or ran) it itself.
             return 0
-        from .parallel.worker import serve
+        from .databases.flush import install, wanted
+        from .parallel.processes import connect_child
+        from .parallel.worker import dump_stacks_on_sigusr1, serve
 
         if spec.shuffle_seed is not None:
             self.shuffle = spec.shuffle_seed
-        from .parallel.worker import dump_stacks_on_sigusr1
-
         dump_stacks_on_sigusr1(spec.stack_file)
-        from .databases.flush import install, wanted
-
         if wanted():
             install()  # a forked worker has it already
         setup_test_environment(debug=self.debug_mode)
         try:
             suite = DiscoverRunner.build_suite(self, test_labels)
             tests = list(_iter_tests(suite))
-            from .parallel.protocol import connect_child
-
             serve(connect_child(spec.fd), tests, failfast=self.failfast)
         finally:
             teardown_test_environment()
@@ -325,6 +367,59 @@ class Runner(DiscoverRunner):
     # -- suite -------------------------------------------------------------
 
     def build_suite(self, test_labels: Any = None, **kwargs: Any) -> Any:
+        suite, tests, units = self._select(test_labels, **kwargs)
+        run = self._run
+        if self.parallel_groups <= 1 or run is None:
+            return suite
+        estimates = self._estimates(tests, units)
+        plan = self._plan(units, estimates)
+        if plan.workers <= 1:
+            return suite
+        from .parallel.session import ParallelSession, SessionOptions
+        from .planning.plan import describe_plan
+
+        self.log(
+            f"Running {len(units)} unit(s) in {len(plan.phases)} phase(s) on "
+            f"{plan.workers} worker processes."
+        )
+        self.log(
+            f"The number of workers was chosen by {self.workers_chosen_by}.",
+            level=logging.DEBUG,
+        )
+        for line in describe_plan(plan, units, tests=False):
+            self.log(line, level=logging.DEBUG)
+        listeners = []
+        if run.timeline is not None:
+            from .reports.timeline import TimelineRecorder
+
+            run.timeline.workers = plan.workers
+            listeners.append(
+                TimelineRecorder(run.timeline, units, [t.id() for t in tests])
+            )
+        run.session = ParallelSession(
+            tests,
+            units,
+            plan,
+            estimates,
+            SessionOptions(
+                run=self._call,
+                rundir=run.rundir,
+                verbosity=self.verbosity,
+                failfast=self.failfast,
+                keepdb=self.keepdb,
+                debug_sql=self.debug_sql,
+                shuffle_seed=self.shuffle_seed,
+                group_timeout=self.group_timeout,
+            ),
+            listeners=listeners,
+            interrupts=run.interrupts,
+        )
+        return run.session.suite
+
+    def _select(
+        self, test_labels: Any, **kwargs: Any
+    ) -> tuple[Any, list[Any], list[Unit]]:
+        """Django's suite, its tests and their units, for this shard."""
         with self._ctrl_c_raises():  # discovery imports every test module
             suite = super().build_suite(test_labels, **kwargs)
         tests = list(_iter_tests(suite))
@@ -335,52 +430,7 @@ class Runner(DiscoverRunner):
         if shard is not None:
             tests, units = self._shard(tests, units, shard)
             suite = self.test_suite(tests)
-        if self.list_groups:
-            self._listing = (len(tests), units, self._plan(tests, units))
-            return suite
-        if self.parallel_groups <= 1 or self._rundir is None:
-            return suite
-
-        from .parallel.loop import GroupedParallelSuite
-        from .parallel.workers import WorkerProcess
-
-        plan = self._plan(tests, units)
-        if plan.workers <= 1:
-            return suite
-        rundir = self._rundir
-        seed = self.shuffle_seed
-        call = self._call
-
-        def spawn(slot: int, generation: int) -> WorkerProcess:
-            return WorkerProcess(
-                slot,
-                run=call,
-                shuffle_seed=seed,
-                rundir=rundir,
-                generation=generation,
-                forks=self._forks,
-            )
-
-        self.log(
-            f"Running {len(units)} unit(s) in {len(plan.phases)} phase(s) on "
-            f"{plan.workers} worker processes."
-        )
-        from .planning.plan import describe_plan
-
-        for line in describe_plan(plan, units, tests=False):
-            self.log(line, level=logging.DEBUG)
-        if self.timeline is not None:
-            self.timeline.workers = plan.workers
-        self._suite = GroupedParallelSuite(
-            tests,
-            units,
-            plan,
-            spawn=spawn,
-            group_timeout=self.group_timeout,
-            timeline=self.timeline,
-            verbosity=self.verbosity,
-        )
-        return self._suite
+        return suite, tests, units
 
     def run_suite(self, suite: Any, **kwargs: Any) -> Any:
         # Within Django's try/finally that tears the databases down.
@@ -388,36 +438,40 @@ class Runner(DiscoverRunner):
         # What setup wrote to stdout (migrate's "Applying ... OK") must not
         # surface in the middle of the results when both go to one log.
         sys.stdout.flush()
+        run = self._state()
         result = super().run_suite(suite, **kwargs)
-        if self.verbosity >= 2 and self.timeline is not None and self._suite:
+        if self.verbosity >= 2 and run.timeline is not None and run.session:
             from .reports.timeline import summarise, timings_lines
 
-            for line in timings_lines(summarise(self.timeline)):
+            for line in timings_lines(summarise(run.timeline)):
                 self.log(line)
         return result
 
     def _history(self) -> dict[str, float]:
         """Durations of earlier runs, read once per run."""
-        if self._recorded is None:
-            from .planning import durations
+        from .planning import durations
 
-            self._recorded = durations.load(durations.durations_path())
-        return self._recorded
+        run = self._run
+        if run is None:
+            return durations.load(durations.durations_path())
+        if run.history is None:
+            run.history = durations.load(durations.durations_path())
+        return run.history
 
-    def _estimates(self, tests: list[Any], units: list[Any]) -> list[float]:
+    def _estimates(self, tests: list[Any], units: list[Unit]) -> list[float]:
         from .planning import durations
 
         tests_per_class = Counter(class_label(t) for t in tests)
         return durations.estimate(units, tests_per_class, self._history())
 
-    def _plan(self, tests: list[Any], units: list[Any]) -> Any:
+    def _plan(self, units: list[Unit], estimates: list[float]) -> Plan:
         from .planning.plan import make_plan
 
-        return make_plan(units, self._estimates(tests, units), self.parallel_groups)
+        return make_plan(units, estimates, self.parallel_groups)
 
     def _shard(
-        self, tests: list[Any], units: list[Any], shard: tuple[int, int]
-    ) -> tuple[list[Any], list[Any]]:
+        self, tests: list[Any], units: list[Unit], shard: tuple[int, int]
+    ) -> tuple[list[Any], list[Unit]]:
         from .planning.sharding import shard_units
 
         chosen = shard_units(units, self._estimates(tests, units), *shard)
@@ -431,17 +485,16 @@ class Runner(DiscoverRunner):
 
     def _list_groups(self, test_labels: list[str]) -> int:
         """--list-groups: print the plan, run nothing."""
-        self.build_suite(test_labels)
-        count, units, plan = self._listing
-        recorded = bool(self._history())
-        unit = "s" if recorded else " (in tests: no durations recorded yet)"
+        from .planning.plan import describe_plan
+
+        _suite, tests, units = self._select(test_labels)
+        plan = self._plan(units, self._estimates(tests, units))
+        unit = "s" if self._history() else " (in tests: no durations recorded yet)"
         print(
-            f"{count} test(s) in {len(units)} unit(s), {len(plan.phases)} "
+            f"{len(tests)} test(s) in {len(units)} unit(s), {len(plan.phases)} "
             f"phase(s), {plan.workers} worker(s). Estimated wall time "
             f"{plan.estimate:.2f}{unit}."
         )
-        from .planning.plan import describe_plan
-
         for line in describe_plan(plan, units, tests=True):
             print(line)
         return 0
@@ -453,22 +506,23 @@ class Runner(DiscoverRunner):
 
         from .databases import interrupted_setup, postgresql
 
+        run = self._state()
         aliases = kwargs.get("aliases")
         # Only what this run creates: an empty set (no test uses a database)
         # is nothing, so an interrupt drops nothing it did not make.
         used = connections if aliases is None else aliases
-        if postgresql.fast_postgresql_enabled() and self._pg_tuning is None:
+        if postgresql.fast_postgresql_enabled() and run.pg_tuning is None:
             # Before the migrations, and before the fork server: its workers
             # inherit it for their clones.
-            self._pg_tuning = postgresql.tune_postgresql(
+            run.pg_tuning = postgresql.tune_postgresql(
                 postgresql.postgresql_test_names(used)
             )
         planned = interrupted_setup.planned_test_databases(used)
         with interrupted_setup.noting_made(used) as made:
             try:
-                if self._suite is None:
+                if run.session is None:
                     return self._setup_in_process(**kwargs)
-                return self._setup_for_workers(self._suite, used, **kwargs)
+                return self._setup_for_workers(run.session, set(used), **kwargs)
             except BaseException:
                 # Interrupted, cancelled or failed half way: drop the test
                 # databases this run made, and no other (one that existed
@@ -482,149 +536,84 @@ class Runner(DiscoverRunner):
     def _ctrl_c_raises(self) -> Any:
         """A first Ctrl-C stops discovery, setup and checks (the cleanup
         after a failed setup finishes first: ``_cleanup_goes_on``)."""
-        if self._interrupts is None:
+        if self._run is None:
             return contextlib.nullcontext()
-        return self._interrupts.ctrl_c_raises()
+        return self._run.interrupts.ctrl_c_raises()
 
     def _setup_in_process(self, **kwargs: Any) -> Any:
         with self._ctrl_c_raises(), self._timed_bar("creating the test databases"):
             created = super().setup_databases(**kwargs)
         self._check_interrupts()
-        # Not under Django's own --parallel: its forked workers must
-        # really close the connection they inherit to reach their clone.
-        if self._rundir is not None and self.parallel <= 1:
-            from .databases.sqlite import keep_open_like_memory
+        from .databases.sqlite import keep_open_like_memory
 
-            self._kept_open = keep_open_like_memory(self._rundir)
+        self._state().kept_open = keep_open_like_memory(self._state().rundir)
         return created
 
-    def _setup_for_workers(self, suite: Any, used: Any, **kwargs: Any) -> Any:
-        from django.db import connections
+    def _setup_for_workers(
+        self, session: ParallelSession, used: set[str], **kwargs: Any
+    ) -> Any:
+        from .parallel.session import serialized_aliases_needed
 
-        from .databases import clones, postgresql, sqlite
-        from .parallel.forking import ForkServer, fork_workers_enabled
-        from .parallel.protocol import Configure
+        # A TestCase that a worker runs after a TransactionTestCase's flush
+        # gets the migrations' contents back (parallel.unit_suite).
+        serialized = set(kwargs.pop("serialized_aliases", None) or ())
+        serialized |= serialized_aliases_needed(session.tests) & used
 
-        if fork_workers_enabled():
-            # Now, while this process has the suite and no database yet. If
-            # the system will not fork, workers are fresh interpreters.
-            with contextlib.suppress(OSError):
-                self._forks = ForkServer(suite.tests, failfast=self.failfast)
-        # Workers start while the databases are being built.
-        suite.start_workers()
-        old_config = None
-        try:
-            with self._ctrl_c_raises():
-                with self._timed_bar("creating the test databases"):
-                    old_config = _setup_databases(
-                        self.verbosity,
-                        self.interactive,
-                        time_keeper=self.time_keeper,
-                        keepdb=self.keepdb,
-                        debug_sql=self.debug_sql,
-                        parallel=0,
-                        **kwargs,
-                    )
-                self._check_interrupts()  # before any clone is made
-                # Django runs its checks after this method; they run now,
-                # before the clones, because PostgreSQL copies no template
-                # that a connection is using, and the clones are made from
-                # here on, in the background, while the first workers test.
-                self.run_checks(set(used))
-                self._checked = True
-                # Their report (stdout) before the clones' lines (stderr),
-                # also where stdout is a block-buffered pipe (a CI log).
-                sys.stdout.flush()
-                cloned = self._clone_slots(suite)
-                serialized = {
-                    alias: contents
-                    for alias in connections
-                    if (
-                        contents := getattr(
-                            connections[alias], "_test_serialized_contents", None
-                        )
-                    )
-                }
-                suite.configure(
-                    {
-                        slot: Configure(
-                            clones.slot_settings(
-                                old_config, slot, cloned=slot in cloned
-                            ),
-                            serialized,
-                            self.debug_sql,
-                            sqlite_dir=str(self._rundir or ""),
-                            fast_sqlite=sqlite.fast_sqlite_enabled(),
-                            fast_postgresql=postgresql.fast_postgresql_enabled(),
-                        )
-                        for slot in range(1, suite.plan.workers + 1)
-                    }
-                )
-                self._cloning_bar = self._start_bar(
-                    f"cloning them for {len(cloned)} of {suite.plan.workers} workers"
-                )
-                self._cloning = clones.Cloning(
-                    old_config,
-                    suite.plan.workers,
+        def make_databases() -> Any:
+            with (
+                self._ctrl_c_raises(),
+                self._timed_bar("creating the test databases"),
+            ):
+                old_config = _setup_databases(
                     self.verbosity,
-                    suite.slot_ready,
-                    cloned,
+                    self.interactive,
+                    time_keeper=self.time_keeper,
+                    keepdb=self.keepdb,
+                    debug_sql=self.debug_sql,
+                    parallel=0,
+                    serialized_aliases=serialized,
+                    **kwargs,
                 )
-                suite.cloning = self._cloning
-                self._check_interrupts()
-        except BaseException:
-            # No worker or clone left behind; setup_databases drops the rest.
-            with self._cleanup_goes_on():
-                self._stop_workers()
-                self._finish_cloning()
-                if old_config is not None:
-                    clones.destroy_clones(
-                        old_config, self._clone_slots(suite), 0, attempts=1
-                    )
-            raise
-        return old_config
+            self._check_interrupts()  # before any clone is made
+            return old_config
 
-    def _clone_slots(self, suite: Any) -> list[int]:
-        from .databases.clones import clone_slots
+        def run_checks() -> None:
+            self.run_checks(used)
+            self._state().checked = True
 
-        return clone_slots(suite.plan.workers, self.keepdb)
+        def on_cloning(cloning: Any) -> None:
+            self._state().cloning_bar = self._start_bar(
+                f"cloning them for {len(session.clone_slots())} of "
+                f"{session.workers} workers"
+            )
+            self._check_interrupts()
+
+        return session.setup_databases(
+            make_databases,
+            run_checks,
+            on_cloning=on_cloning,
+            cleanup_guard=self._cleanup_goes_on,
+        )
 
     def _check_interrupts(self) -> None:
         """Raise a Ctrl-C or SIGTERM that a ``__del__`` swallowed."""
-        if self._interrupts is not None:
-            self._interrupts.check()
+        if self._run is not None:
+            self._run.interrupts.check()
 
     def run_checks(self, databases: Any) -> None:
-        if not self._checked:  # a parallel run checks before cloning
+        if self._run is None or not self._run.checked:
             with self._ctrl_c_raises():
                 super().run_checks(databases)
 
-    def _finish_cloning(self) -> None:
-        """Wait for the clones still being made; their time goes to
-        ``--timing`` and the timeline."""
-        cloning, self._cloning = self._cloning, None
-        if cloning is None:
-            return
-        try:
-            cloning.wait()
-        except (Exception, SystemExit):
-            pass  # raised in the run already (GroupedParallelSuite.run)
-        finally:
-            records = getattr(self.time_keeper, "records", None)
-            if records is not None and cloning.took is not None:
-                records["  Cloning"].append(cloning.took)
-            if self._cloning_bar is not None and cloning.took is not None:
-                self._cloning_bar.end = self._cloning_bar.start + cloning.took
-            self._cloning_bar = None
-
     def _start_bar(self, label: str) -> Any:
         """A bar on the timeline's databases lane, from now; None without one."""
-        if self.timeline is None:
+        timeline = self._run.timeline if self._run is not None else None
+        if timeline is None:
             return None
         from .reports.timeline import Bar
 
-        now = self.timeline.now()
-        return self.timeline.add(Bar("databases", 0, label, now, now))
+        now = timeline.now()
+        return timeline.add(Bar("databases", 0, label, now, now))
 
     @contextlib.contextmanager
     def _timed_bar(self, label: str) -> Iterator[None]:
@@ -633,14 +622,15 @@ class Runner(DiscoverRunner):
         try:
             yield
         finally:
-            if bar is not None:
-                bar.end = self.timeline.now()
+            if bar is not None and self._run is not None:
+                bar.end = self._run.timeline.now()
 
     def _untune_postgresql(self) -> None:
         from .databases.postgresql import untune_postgresql
 
-        untune_postgresql(self._pg_tuning)
-        self._pg_tuning = None
+        if self._run is not None:
+            untune_postgresql(self._run.pg_tuning)
+            self._run.pg_tuning = None
 
     def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
         with self._cleanup_goes_on():
@@ -653,45 +643,36 @@ class Runner(DiscoverRunner):
         """A first Ctrl-C or SIGTERM lets the databases be dropped, then
         ends the run (or lets a failed setup's error through); a second one
         ends it sooner."""
-        if self._interrupts is None:
+        if self._run is None:
             return contextlib.nullcontext()
-        return self._interrupts.deferred(
+        return self._run.interrupts.deferred(
             "\nInterrupted: finishing the cleanup of the test databases "
             "first (a second Ctrl-C ends the run sooner, and may leave some "
             "of them)."
         )
 
     def _destroy_databases(self, old_config: Any, **kwargs: Any) -> None:
-        suite = self._suite
-        if suite is None:
+        run = self._state()
+        session = run.session
+        if session is None:
             from .databases.sqlite import really_close
 
-            really_close(self._kept_open)
-            self._kept_open = []
+            really_close(run.kept_open)
+            run.kept_open = []
             return super().teardown_databases(old_config, **kwargs)
-        from .databases.clones import destroy_clones, destroy_test_databases
         from .planning import durations
 
-        self._stop_workers()
-        durations.save(durations.durations_path(), suite.measured)
+        session.close()
+        durations.save(durations.durations_path(), session.controller.measured)
         try:
-            self._finish_cloning()
+            session.teardown_databases(old_config)
         finally:
-            problems = destroy_clones(
-                old_config, self._clone_slots(suite), self.verbosity
-            )
-            try:
-                destroy_test_databases(old_config, self.verbosity, self.keepdb)
-            finally:
-                for problem in problems:
-                    print(f"Could not destroy {problem}", file=sys.stderr)
-
-    def _stop_workers(self) -> None:
-        if self._suite is not None:
-            self._suite.shutdown()
-        if self._forks is not None:
-            self._forks.close()
-            self._forks = None
+            took = session.cloning_took
+            records = getattr(self.time_keeper, "records", None)
+            if records is not None and took is not None:
+                records["  Cloning"].append(took)
+            if run.cloning_bar is not None and took is not None:
+                run.cloning_bar.end = run.cloning_bar.start + took
 
 
 def _iter_tests(suite: unittest.TestSuite) -> Iterator[Any]:

@@ -384,11 +384,21 @@ class TunePostgresqlTests(SimpleTestCase):
         self.assertEqual(synchronous_commit(test_name)[0], default)
 
 
+def runner_in_a_run(**options: Any) -> Any:
+    """A Runner as it is inside run_tests(), with nothing of the run made."""
+    from concurrent_runner.parallel.interrupts import Interrupts
+    from concurrent_runner.runner import Runner, _RunState
+
+    runner = Runner(verbosity=0, **options)
+    runner._run = _RunState(Path(tempfile.gettempdir()), Interrupts())
+    return runner
+
+
 class RunnerTuningTests(SimpleTestCase):
     def test_teardown_undoes_the_runs_tuning(self):
         from concurrent_runner.runner import Runner
 
-        runner = Runner(verbosity=0)
+        runner = runner_in_a_run()
         with (
             mock.patch.object(postgresql, "_TUNED_POSTGRESQL", {}) as registry,
             mock.patch.object(Runner, "_destroy_databases", side_effect=OSError),
@@ -397,11 +407,11 @@ class RunnerTuningTests(SimpleTestCase):
             ) as disconnect,
             self.assertRaises(OSError),  # undone even when teardown fails
         ):
-            runner._pg_tuning = postgresql.tune_postgresql(["test_a"])
+            runner._run.pg_tuning = postgresql.tune_postgresql(["test_a"])
             self.assertTrue(registry)
             runner.teardown_databases([])
         self.assertEqual(registry, {})
-        self.assertIsNone(runner._pg_tuning)
+        self.assertIsNone(runner._run.pg_tuning)
         disconnect.assert_called_once_with(dispatch_uid=postgresql._POSTGRESQL_UID)
 
 
@@ -409,15 +419,10 @@ class InterruptedSetupTests(SimpleTestCase):
     def test_a_suite_using_no_database_has_none_to_drop(self):
         # An interrupted parallel setup drops what it planned: with no
         # database in use that is nothing, not every alias's test database.
-        from concurrent_runner.runner import Runner
-
-        runner = Runner(verbosity=0, parallel_groups=2)
-        runner._suite = mock.Mock(plan=mock.Mock(workers=2))
+        runner = runner_in_a_run(parallel_groups=2)
+        session = runner._run.session = mock.Mock(tests=[])
+        session.setup_databases.side_effect = lambda make, checks, **kw: make()
         with (
-            mock.patch(
-                "concurrent_runner.parallel.forking.fork_workers_enabled",
-                return_value=False,
-            ),
             mock.patch(
                 "concurrent_runner.runner._setup_databases",
                 side_effect=KeyboardInterrupt,
@@ -428,7 +433,6 @@ class InterruptedSetupTests(SimpleTestCase):
         ):
             runner.setup_databases(aliases=set(), serialized_aliases=set())
         drop.assert_called_once_with({}, made=set(), keepdb=False)
-        runner._suite.shutdown.assert_called_once_with()
         tune.assert_called_once()
         self.assertEqual(list(tune.call_args.args[0]), [])
 

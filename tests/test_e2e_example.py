@@ -105,6 +105,21 @@ class ExampleSuiteTests(SimpleTestCase):
             )
             self.assertEqual(classes, expected)
 
+    def test_each_worker_keeps_the_serial_order_within_a_phase(self):
+        # As under Django's --parallel: a worker's tests are a subsequence
+        # of the serial order (every TestCase before any TransactionTestCase).
+        serial_order = {test_id: i for i, test_id in enumerate(self.serial.statuses())}
+        phases: dict[tuple[int, str], list[dict]] = {}
+        for record in self.records:
+            strategy = _strategy(record["group"])
+            phase = _name(record["group"]) if strategy in ISOLATED else "shared"
+            phases.setdefault((record["pid"], phase), []).append(record)
+        self.assertGreaterEqual(len(phases), 4)
+        for (pid, phase), records in phases.items():
+            ran = [r["test"] for r in sorted(records, key=lambda r: r["start"])]
+            positions = [serial_order[test_id] for test_id in ran]
+            self.assertEqual(positions, sorted(positions), (pid, phase, ran))
+
     def test_free_classes_spread_over_workers(self):
         free = [r for r in self.records if _strategy(r["group"]) in (None, "free")]
         self.assertGreaterEqual(len({r["pid"] for r in free}), 2)

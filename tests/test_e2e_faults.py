@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from django.db import connection
@@ -26,6 +27,17 @@ from .e2e import (
 )
 
 PARALLEL = ("--parallel-groups", "2")
+
+
+def wait_for_file(path: Path, running, timeout: float = 60) -> None:
+    """Until a test of the running suite has made ``path``."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never appeared:\n{running.output()}")
+        time.sleep(0.05)
+
+
 BOTH_MODES = (PARALLEL, ("--parallel-groups", "1"))
 
 
@@ -134,26 +146,70 @@ class StartupAndImportTests(LeavesNoDatabase):
 class SignalTests(LeavesNoDatabase):
     """Ctrl-C and SIGTERM: children end, clones and run directory go."""
 
+    def assert_interrupted(self, result, sig):
+        """Ended as an interrupted run: one line, the shell's exit code for
+        the signal (130, 143), never a traceback."""
+        self.assertIn(
+            f"RunInterrupted: The run was interrupted by {sig.name}.", result.output
+        )
+        self.assertEqual(result.returncode, 128 + sig, result.output)
+        self.assertNotIn("KeyboardInterrupt", result.output)
+
     def interrupt(self, sig):
-        running = start_manage("stopping", "-v", "2", *PARALLEL)
-        running.wait_for(" ... ok")  # a first result has come back
-        running.send(sig)
-        result = running.finish(timeout=30)
-        self.assertNotEqual(result.returncode, 0, result.output)
+        with tempfile.TemporaryDirectory() as tmp:
+            junit = Path(tmp) / "junit.xml"
+            running = start_manage(
+                "stopping", "-v", "2", "--junit-xml", str(junit), *PARALLEL
+            )
+            running.wait_for(" ... ok")  # a first result has come back
+            running.send(sig)
+            result = running.finish(timeout=30)
+            names = [case.get("name") for case in ET.parse(junit).iter("testcase")]
+        self.assert_interrupted(result, sig)
         self.assert_no_test_databases()
+        # Well formed: every test case has a name (no pseudo-test for the
+        # interrupt), and what ran is in it.
+        self.assertTrue(names)
+        self.assertTrue(all(names), names)
         return result
 
     def test_ctrl_c_stops_workers_and_reports_what_finished(self):
         result = self.interrupt(signal.SIGINT)
-        self.assertIn("Interrupted: stopping", result.output)
-        self.assertIn("ERROR: run interrupted by SIGINT", result.output)
+        self.assertIn("Interrupted by SIGINT.", result.output)
+        self.assertRegex(result.output, r"\d+ selected test\(s\) did not run\.")
         self.assertLess(result.ran, 22)
 
     def test_sigterm_does_the_same(self):
         result = self.interrupt(signal.SIGTERM)
-        self.assertIn("Interrupted: stopping", result.output)
-        self.assertIn("ERROR: run interrupted by SIGTERM", result.output)
+        self.assertIn("Interrupted by SIGTERM.", result.output)
         self.assertLess(result.ran, 22)
+
+    def test_the_tests_that_were_running_are_named_as_errors(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            marker = Path(tmp) / "started"
+            running = start_manage(
+                "faults.waiting",
+                "-v",
+                "2",
+                *PARALLEL,
+                env={"WAITING_MARKER": str(marker)},
+            )
+            wait_for_file(marker, running)
+            running.send(signal.SIGINT)
+            result = running.finish(timeout=30)
+        self.assert_interrupted(result, signal.SIGINT)
+        self.assertIn(
+            "These tests were running (reported as errors):\n"
+            "  faults.waiting.WaitsForTheSignal.test_waits",
+            result.output,
+        )
+        self.assertIn(
+            "ERROR: test_waits (faults.waiting.WaitsForTheSignal", result.output
+        )
+        self.assertIn(
+            "TestInterrupted: The run was interrupted (SIGINT)", result.output
+        )
+        self.assert_no_test_databases()
 
     def test_a_second_ctrl_c_ends_at_once_and_still_cleans_up(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -161,18 +217,14 @@ class SignalTests(LeavesNoDatabase):
             running = start_manage(
                 "faults.stubborn", *PARALLEL, env={"STUBBORN_MARKER": str(marker)}
             )
-            deadline = time.monotonic() + 60
-            while not marker.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            self.assertTrue(marker.exists(), running.output())
+            wait_for_file(marker, running)
             # The first Ctrl-C meets a worker that ignores SIGTERM...
             running.send(signal.SIGINT)
-            running.wait_for("Interrupted: stopping")
+            running.wait_for("Interrupted by SIGINT.")
             # ...the second one does not wait for it.
             running.send(signal.SIGINT)
             result = running.finish(timeout=30)
-        self.assertIn("KeyboardInterrupt", result.output)
-        self.assertNotEqual(result.returncode, 0)
+        self.assert_interrupted(result, signal.SIGINT)
         self.assert_no_test_databases()
 
     def assert_stopped_before_the_tests(self, result):
@@ -187,7 +239,11 @@ class SignalTests(LeavesNoDatabase):
             with self.subTest(args=args):
                 result = manage("multidb", *args, env={"SWALLOWED_SIGTERM": "1"})
                 self.assertIn("Exception ignored in", result.output)
-                self.assertIn("KeyboardInterrupt: SIGTERM received", result.output)
+                self.assertIn(
+                    "RunInterrupted: The run was interrupted by SIGTERM.",
+                    result.output,
+                )
+                self.assertEqual(result.returncode, 143, result.output)
                 self.assert_stopped_before_the_tests(result)
 
     def test_a_first_ctrl_c_during_discovery_stops_the_run(self):
@@ -202,7 +258,7 @@ class SignalTests(LeavesNoDatabase):
                 running.wait_for("Importing slowly.")
                 running.send(signal.SIGINT)
                 result = running.finish(timeout=60)
-                self.assertIn("KeyboardInterrupt", result.output)
+                self.assert_interrupted(result, signal.SIGINT)
                 self.assert_stopped_before_the_tests(result)
 
     def test_interrupt_while_databases_are_being_created(self):
@@ -216,6 +272,7 @@ class SignalTests(LeavesNoDatabase):
                     running.wait_for("Paused after migrating.")
                     running.send(sig)
                     result = running.finish(timeout=60)
+                    self.assert_interrupted(result, sig)
                     self.assert_stopped_before_the_tests(result)
 
     def test_a_signal_during_the_teardown_lets_it_finish(self):
@@ -243,8 +300,7 @@ class SignalTests(LeavesNoDatabase):
                         2 if args == BOTH_MODES[1] else 4,
                         out,
                     )
-                    self.assertIn(f"KeyboardInterrupt: {sig.name} received", out)
-                    self.assertNotEqual(result.returncode, 0, out)
+                    self.assert_interrupted(result, sig)
                     self.assert_no_test_databases()
 
     def test_a_second_signal_during_the_teardown_ends_it_at_once(self):
@@ -262,8 +318,7 @@ class SignalTests(LeavesNoDatabase):
             with connection.cursor() as cursor:
                 for name in left:
                     cursor.execute(f"DROP DATABASE {connection.ops.quote_name(name)}")
-        self.assertIn("KeyboardInterrupt", result.output)
-        self.assertNotEqual(result.returncode, 0, result.output)
+        self.assert_interrupted(result, signal.SIGINT)
         # Stopped where it was: before the first drop.
         self.assertNotIn("Destroying test database", result.output)
         if connection.vendor != "sqlite":

@@ -326,23 +326,42 @@ class ReportingFlagTests(SimpleTestCase):
             self.assertGreater(data["classes"]["stopping.tests.SlowOne"], 1.0)
             self.assertLess(data["classes"]["stopping.tests.AFailsFirst"], 1.0)
             # Recorded times now outrank the test counts: AFailsFirst (4 tests,
-            # fast) no longer goes first.
+            # fast) is planned at its recorded time, not as 4 tests.
             second = manage("stopping", "-v", "2", *PARALLEL, env=env)
-            first_unit = re.search(r"^Phase 1.*\n  (\S+)", second.output, re.M)
-            self.assertIsNotNone(first_unit, second.output)
-            self.assertNotEqual(first_unit.group(1), "stopping.tests.AFailsFirst")
+            planned = re.search(
+                r"^  worker \d: stopping.tests.AFailsFirst \(estimate ([\d.]+)\)$",
+                second.output,
+                re.M,
+            )
+            self.assertIsNotNone(planned, second.output)
+            self.assertLess(float(planned.group(1)), 1.0)
 
 
 class RefusedFlagTests(SimpleTestCase):
     """Flags that cannot go with --parallel-groups, and a bad value of it."""
 
     def test_pdb_and_parallel_are_refused_with_advice(self):
-        pdb = manage("multidb", "--pdb", *PARALLEL)
-        self.assertEqual(pdb.returncode, 1)
-        self.assertIn("You cannot use --pdb with --parallel-groups", pdb.output)
-        both = manage("multidb", "--parallel", "2", *PARALLEL)
-        self.assertEqual(both.returncode, 1)
-        self.assertIn("drop --parallel and keep --parallel-groups", both.output)
+        for args in (PARALLEL, ("--parallel", "2")):
+            with self.subTest(args=args):
+                pdb = manage("multidb", "--pdb", *args)
+                self.assertEqual(pdb.returncode, 1)
+                self.assertIn("You cannot use --pdb with parallel tests", pdb.output)
+
+    def test_djangos_parallel_runs_our_workers(self):
+        # Drop-in: changing TEST_RUNNER is the only change a project makes.
+        for args, env, chosen in (
+            (("--parallel", "2"), {}, "--parallel 2"),
+            (("--parallel",), {"DJANGO_TEST_PROCESSES": "2"}, "--parallel 2"),
+            (("--parallel", "4", "--parallel-groups", "2"), {}, "--parallel-groups 2"),
+        ):
+            with self.subTest(args=args):
+                result = manage("multidb", "-v", "2", *args, env=env)
+                self.assertEqual(result.returncode, 0, result.output)
+                self.assertIn("on 2 worker processes", result.output)
+                self.assertIn(
+                    f"The number of workers was chosen by {chosen}.", result.output
+                )
+                self.assertEqual(result.ran, 7)
 
     def test_bad_parallel_groups_value(self):
         result = manage("multidb", "--parallel-groups", "many")
@@ -620,8 +639,8 @@ class StandInSqliteTests(SimpleTestCase):
                     self.assertIn("on 2 worker processes", result.output)
 
     def test_django_parallel_workers_still_reach_their_clones(self):
-        # In-process, with Django's own --parallel: its forked workers must
-        # really close the connection they inherit (no stand-in there).
+        # Django's own --parallel runs our workers: each writes to its own
+        # clone, never to the database the parent kept open.
         if connection.vendor != "sqlite":
             self.skipTest("about the file that stands in for in-memory SQLite")
         labels = [

@@ -18,15 +18,16 @@ from django.db import connections
 from django.test import SimpleTestCase, override_settings
 
 from concurrent_runner.parallel import protocol as p
+from concurrent_runner.parallel import workers
 from concurrent_runner.parallel.forking import (
     FORK_FAILED,
     ForkRequest,
     ForkServer,
     ForkServerGone,
-    _reap_within,
     fork_workers_enabled,
 )
-from concurrent_runner.parallel.workers import WorkerProcess
+from concurrent_runner.parallel.processes import end_processes
+from concurrent_runner.parallel.workers import WorkerProcess, end_workers
 
 #: Seconds any single wait in these tests may take.
 BOUND = 15.0
@@ -136,13 +137,13 @@ class ForkServerTests(ForkServerCase):
         os.kill(process.pid, signal.SIGKILL)
         self.assertEqual(process.wait(BOUND), -signal.SIGKILL)
         _conn, process = self.fork()
-        p.end_process_group(process, grace=BOUND)
+        end_processes([process], grace=BOUND)
         self.assertEqual(process.returncode, -signal.SIGTERM)
 
     def test_closing_the_server_ends_and_reaps_every_worker(self) -> None:
-        workers = [self.fork(slot)[1] for slot in (1, 2)]
+        forked = [self.fork(slot)[1] for slot in (1, 2)]
         self.server.close()
-        for worker in workers:
+        for worker in forked:
             self.assertTrue(gone(worker.pid), worker.pid)
         with self.assertRaises(ChildProcessError):
             os.waitpid(self.server.pid, os.WNOHANG)  # already reaped
@@ -157,7 +158,9 @@ class ForkServerTests(ForkServerCase):
         with self.assertRaises(ForkServerGone):
             self.fork()
         fresh = (mock.Mock(), mock.Mock(pid=12345))
-        with mock.patch.object(p, "spawn_with_channel", return_value=fresh) as spawn:
+        with mock.patch.object(
+            workers, "spawn_with_channel", return_value=fresh
+        ) as spawn:
             worker = WorkerProcess(
                 1, run=1, shuffle_seed=None, rundir=self.tmp, forks=self.server
             )
@@ -198,7 +201,7 @@ class AskingWithoutWaitingTests(ForkServerCase):
         self.assertTrue(worker.conn.poll(BOUND))
         with self.assertRaises(EOFError):
             worker.conn.recv()  # its channel went with the server
-        worker.terminate()  # nothing to end, and no error
+        end_workers([worker])  # nothing to end, and no error
 
     def test_ending_a_worker_not_yet_forked_does_not_wait_for_it(self) -> None:
         self.stop_server()
@@ -206,7 +209,7 @@ class AskingWithoutWaitingTests(ForkServerCase):
             1, run=1, shuffle_seed=None, rundir=self.tmp, forks=self.server
         )
         started = time.monotonic()
-        worker.terminate()  # would wait FORK_TIMEOUT (30 s) for a pid
+        end_workers([worker])  # would wait FORK_TIMEOUT (30 s) for a pid
         self.assertLess(time.monotonic() - started, BOUND)
         self.assertIsNone(worker.known_pid)
 
@@ -222,33 +225,6 @@ class AskingWithoutWaitingTests(ForkServerCase):
         self.assertFalse(self.server.usable)
         with self.assertRaises(ForkServerGone):
             self.ask(2)  # from here, fresh interpreters
-
-
-class ReapWithinTests(SimpleTestCase):
-    def fork_child(self, lifetime: float) -> int:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            time.sleep(lifetime)
-            os._exit(3)
-        return pid
-
-    def test_a_child_that_exits_in_time_is_reaped_with_its_status(self) -> None:
-        pid = self.fork_child(0.05)
-        status = _reap_within(pid, BOUND)
-        self.assertIsNotNone(status)
-        self.assertEqual(os.waitstatus_to_exitcode(status), 3)
-        with self.assertRaises(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # already reaped
-
-    def test_a_child_still_running_at_the_deadline_is_left_to_the_caller(
-        self,
-    ) -> None:
-        pid = self.fork_child(BOUND)
-        self.addCleanup(os.waitpid, pid, 0)
-        self.addCleanup(os.kill, pid, signal.SIGKILL)
-        self.assertIsNone(_reap_within(pid, 0.05))
-        self.assertEqual(os.waitpid(pid, os.WNOHANG), (0, 0))  # still there
 
 
 class ForkFailureTests(SimpleTestCase):
@@ -295,7 +271,7 @@ class FailedForkInTheServerTests(ForkServerCase):
         with self.assertRaises(ForkServerGone):
             self.ask(3)
         fresh = (mock.Mock(), mock.Mock(pid=12345))
-        with mock.patch.object(p, "spawn_with_channel", return_value=fresh):
+        with mock.patch.object(workers, "spawn_with_channel", return_value=fresh):
             worker = WorkerProcess(
                 3, run=1, shuffle_seed=None, rundir=self.tmp, forks=self.server
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import unittest
 
@@ -14,9 +15,26 @@ ISO_FREE = Strategy.ISOLATED_FREE
 ISO_SERIAL = Strategy.ISOLATED_SERIAL
 
 
-def unit(name: str, strategy: Strategy = FREE, group: str | None = None) -> Unit:
+_positions = itertools.count()
+
+
+def unit(
+    name: str,
+    strategy: Strategy = FREE,
+    group: str | None = None,
+    at: int | None = None,
+) -> Unit:
+    """A unit whose one test stands at ``at`` in the serial order (by
+    default, after every unit made before it)."""
     key = f"group:{group}" if strategy.whole_group else f"app.{name}"
-    return Unit(key=key, group=group, strategy=strategy, classes=[f"app.{name}"])
+    position = next(_positions) if at is None else at
+    return Unit(
+        key=key,
+        group=group,
+        strategy=strategy,
+        classes=[f"app.{name}"],
+        indices=[position],
+    )
 
 
 def phase_units(plan: Plan) -> list[list[int]]:
@@ -81,10 +99,11 @@ class MakePlanTests(unittest.TestCase):
         first = make_plan(units, estimates, workers=4)
         second = make_plan(list(units), list(estimates), workers=4)
         self.assertEqual(first, second)
-        self.assertEqual(
-            [s.unit for p in first.phases for s in p.slots],
-            [u for p in first.phases for u in p.units],
-        )
+        # Every unit has one slot, on a worker of its phase.
+        for phase in first.phases:
+            self.assertEqual(sorted(s.unit for s in phase.slots), sorted(phase.units))
+            for slot in phase.slots:
+                self.assertLess(slot.worker, phase.concurrency)
 
     def test_workers_is_min_of_requested_and_widest_phase(self) -> None:
         units = [unit(f"C{i}") for i in range(3)] + [
@@ -98,28 +117,36 @@ class MakePlanTests(unittest.TestCase):
         self.assertEqual(make_plan(units, estimates, workers=0).workers, 1)
 
     def test_lpt_slots(self) -> None:
-        # Given in another order; LPT takes 5, 3, 3, 1.
+        # Given in another order; LPT deals 5, 3, 3, 1 to the least loaded
+        # worker, and each worker runs its share in serial order.
         units = [unit(f"C{i}") for i in range(4)]
         plan = make_plan(units, [3.0, 1.0, 5.0, 3.0], workers=2)
         phase = plan.phases[0]
         self.assertEqual(phase.units, [2, 0, 3, 1])
         self.assertEqual(
-            phase.slots,
+            sorted(phase.slots, key=lambda s: (s.worker, s.start)),
             [
-                Slot(unit=2, worker=0, start=0.0, estimate=5.0),
+                Slot(unit=1, worker=0, start=0.0, estimate=1.0),
+                Slot(unit=2, worker=0, start=1.0, estimate=5.0),
                 Slot(unit=0, worker=1, start=0.0, estimate=3.0),
                 Slot(unit=3, worker=1, start=3.0, estimate=3.0),
-                Slot(unit=1, worker=0, start=5.0, estimate=1.0),
             ],
         )
-        finish: dict[int, float] = {}
-        for slot in phase.slots:
-            finish[slot.worker] = max(
-                finish.get(slot.worker, 0.0), slot.start + slot.estimate
-            )
-        self.assertEqual(finish, {0: 6.0, 1: 6.0})
+        self.assertEqual(phase.queues(), [[1, 2], [0, 3]])
         self.assertEqual(phase.estimate, 6.0)
         self.assertEqual(plan.estimate, 6.0)
+
+    def test_each_worker_runs_its_share_in_serial_order(self) -> None:
+        # Serial order: TestCase classes first (Django's reorder_by), here
+        # positions 0-2, then TransactionTestCase classes, 3-5.
+        units = [unit(f"C{i}", at=i) for i in range(6)]
+        estimates = [1.0, 1.0, 1.0, 9.0, 1.0, 1.0]
+        plan = make_plan(units, estimates, workers=2)
+        for queue in plan.phases[0].queues():
+            positions = [units[u].indices[0] for u in queue]
+            self.assertEqual(positions, sorted(positions))
+        # LPT still balances: the long one alone on a worker.
+        self.assertEqual(sorted(map(len, plan.phases[0].queues())), [1, 5])
 
     def test_plan_estimate_sums_phases(self) -> None:
         units = [unit(f"C{i}") for i in range(4)] + [
@@ -140,9 +167,13 @@ class MakePlanTests(unittest.TestCase):
         self.assertEqual(plan.phases, [])
         self.assertEqual(plan.estimate, 0.0)
         self.assertEqual(plan.workers, 1)
-        dispatcher = Dispatcher(plan)
+        dispatcher = Dispatcher(plan, [], [])
         self.assertTrue(dispatcher.done)
-        self.assertIsNone(dispatcher.next_unit())
+        self.assertIsNone(dispatcher.next_unit(0))
+
+
+def dispatcher(units: list[Unit], estimates: list[float], workers: int) -> Dispatcher:
+    return Dispatcher(make_plan(units, estimates, workers), units, estimates)
 
 
 class DispatcherTests(unittest.TestCase):
@@ -154,78 +185,104 @@ class DispatcherTests(unittest.TestCase):
             unit("I1", ISO_FREE, "i"),
             unit("I2", ISO_FREE, "i"),
         ]
-        d = Dispatcher(make_plan(units, [3.0, 2.0, 1.0, 1.0, 1.0], workers=2))
+        d = dispatcher(units, [3.0, 2.0, 1.0, 1.0, 1.0], workers=2)
         self.assertEqual(d.phase_name, "shared")
-        self.assertEqual(d.next_unit(), 0)
-        self.assertEqual(d.next_unit(), 1)
-        self.assertIsNone(d.next_unit())  # two in flight, concurrency 2
-        d.finished(0)
-        self.assertEqual(d.next_unit(), 2)
+        self.assertEqual(d.next_unit(0), 0)
+        self.assertEqual(d.next_unit(1), 1)
+        self.assertIsNone(d.next_unit(2))  # two in flight, concurrency 2
         d.finished(1)
+        self.assertEqual(d.next_unit(1), 2)
+        d.finished(0)
         # Unit 2 of the shared phase still runs: nothing isolated may start.
-        self.assertIsNone(d.next_unit())
-        self.assertIsNone(d.next_unit())
+        self.assertIsNone(d.next_unit(0))
         d.finished(2)
-        self.assertEqual(d.next_unit(), 3)
+        self.assertEqual(d.next_unit(0), 3)
         self.assertEqual(d.phase_name, "isolated_free group 'i'")
-        self.assertEqual(d.next_unit(), 4)
+        self.assertEqual(d.next_unit(1), 4)
         self.assertFalse(d.done)
         d.finished(3)
         d.finished(4)
         self.assertTrue(d.done)
-        self.assertIsNone(d.next_unit())
+        self.assertIsNone(d.next_unit(0))
 
     def test_isolated_serial_runs_alone(self) -> None:
         units = [unit("Z", ISO_SERIAL, "z"), unit("W", ISO_SERIAL, "w"), unit("A")]
-        d = Dispatcher(make_plan(units, [1.0, 1.0, 1.0], workers=4))
-        self.assertEqual(d.next_unit(), 2)
-        self.assertIsNone(d.next_unit())
+        d = dispatcher(units, [1.0, 1.0, 1.0], workers=4)
+        self.assertEqual(d.next_unit(0), 2)
+        self.assertIsNone(d.next_unit(1))
         d.finished(2)
-        self.assertEqual(d.next_unit(), 0)
-        self.assertIsNone(d.next_unit())  # W is another group: not beside Z
+        self.assertEqual(d.next_unit(1), 0)
+        self.assertIsNone(d.next_unit(0))  # W is another group: not beside Z
         d.finished(0)
-        self.assertEqual(d.next_unit(), 1)
-        self.assertIsNone(d.next_unit())
+        self.assertEqual(d.next_unit(2), 1)
+        self.assertIsNone(d.next_unit(0))
         d.finished(1)
         self.assertTrue(d.done)
 
-    def test_requeue_goes_to_the_front(self) -> None:
+    def test_a_worker_takes_its_own_queue_in_serial_order(self) -> None:
         units = [unit(f"C{i}") for i in range(4)]
-        d = Dispatcher(make_plan(units, [4.0, 3.0, 2.0, 1.0], workers=2))
-        self.assertEqual([d.next_unit(), d.next_unit()], [0, 1])
-        d.requeue(1)
-        self.assertEqual(d.next_unit(), 1)  # ahead of 2 and 3
+        d = dispatcher(units, [4.0, 1.0, 1.0, 2.0], workers=2)
+        # LPT: worker 0 gets 0 (4.0); worker 1 gets 3, 1, 2 (4.0 in all).
+        self.assertEqual(d.next_unit(1), 1)
+        d.finished(1)
+        self.assertEqual(d.next_unit(1), 2)
+        d.finished(2)
+        self.assertEqual(d.next_unit(1), 3)
+
+    def test_an_idle_worker_steals_only_what_comes_later(self) -> None:
+        units = [unit(f"C{i}") for i in range(4)]
+        d = dispatcher(units, [1.0, 1.0, 1.0, 3.0], workers=2)
+        # LPT: worker 0 gets 3; worker 1 gets 0, 1, 2.
+        self.assertEqual(d.next_unit(0), 3)
+        d.finished(3)
+        # Worker 0 ran position 3: nothing of worker 1's comes after it.
+        self.assertIsNone(d.next_unit(0))
+        d2 = dispatcher(units, [1.0, 1.0, 1.0, 3.0], workers=2)
+        self.assertEqual(d2.next_unit(1), 0)
+        # Worker 0 has run nothing yet: it takes the last of worker 1's
+        # queue, after its own (unit 3) is gone.
+        self.assertEqual(d2.next_unit(0), 3)
+        d2.finished(3)
+        self.assertIsNone(d2.next_unit(0))  # 1 and 2 come before 3
+
+    def test_requeue_goes_to_the_front_of_its_worker(self) -> None:
+        units = [unit(f"C{i}") for i in range(4)]
+        d = dispatcher(units, [4.0, 3.0, 2.0, 1.0], workers=2)
+        self.assertEqual([d.next_unit(0), d.next_unit(1)], [0, 1])
+        d.requeue(1, 1)
+        self.assertEqual(d.next_unit(1), 1)  # ahead of its queue's others
         d.finished(0)
-        self.assertEqual(d.next_unit(), 2)
+        d.finished(1)
+        self.assertEqual(d.next_unit(1), 2)
 
     def test_requeue_in_isolated_phase_keeps_the_phase(self) -> None:
         units = [unit("A"), unit("Z", ISO_SERIAL, "z"), unit("B")]
-        d = Dispatcher(make_plan(units, [1.0, 1.0, 1.0], workers=2))
-        d.finished(d.next_unit())  # type: ignore[arg-type]
-        d.finished(d.next_unit())  # type: ignore[arg-type]
-        self.assertEqual(d.next_unit(), 1)
-        d.requeue(1)
+        d = dispatcher(units, [1.0, 1.0, 1.0], workers=2)
+        d.finished(d.next_unit(0))  # type: ignore[arg-type]
+        d.finished(d.next_unit(1))  # type: ignore[arg-type]
+        self.assertEqual(d.next_unit(0), 1)
+        d.requeue(1, 0)
         self.assertFalse(d.done)
-        self.assertEqual(d.next_unit(), 1)
+        self.assertEqual(d.next_unit(0), 1)
         d.finished(1)
         self.assertTrue(d.done)
 
     def test_cancel_stops_handing_out(self) -> None:
         units = [unit(f"C{i}") for i in range(3)] + [unit("Z", ISO_SERIAL, "z")]
-        d = Dispatcher(make_plan(units, [1.0] * 4, workers=2))
-        first = d.next_unit()
+        d = dispatcher(units, [1.0] * 4, workers=2)
+        first = d.next_unit(0)
         self.assertIsNotNone(first)
         d.cancel()
-        self.assertIsNone(d.next_unit())
+        self.assertIsNone(d.next_unit(1))
         self.assertFalse(d.done)  # one still in flight
         d.finished(first)  # type: ignore[arg-type]
         self.assertTrue(d.done)
-        self.assertIsNone(d.next_unit())
+        self.assertIsNone(d.next_unit(0))
 
     def test_done(self) -> None:
-        d = Dispatcher(make_plan([unit("A")], [1.0], workers=1))
+        d = dispatcher([unit("A")], [1.0], workers=1)
         self.assertFalse(d.done)
-        self.assertEqual(d.next_unit(), 0)
+        self.assertEqual(d.next_unit(0), 0)
         self.assertFalse(d.done)
         d.finished(0)
         self.assertTrue(d.done)
@@ -251,36 +308,47 @@ class DispatcherPropertyTests(unittest.TestCase):
     def check(self, seed: int) -> None:
         rng = random.Random(seed)
         units = random_units(rng)
+        for position, u in enumerate(units):
+            u.indices = [position]
         estimates = [rng.choice([0.0, 0.5, 1.0, 2.0, 10.0]) for _ in units]
         plan = make_plan(units, estimates, workers=rng.randint(1, 6))
-        d = Dispatcher(plan)
+        d = Dispatcher(plan, units, estimates)
         completed = [0] * len(units)
         started = [0] * len(units)
         requeued = [0] * len(units)
-        in_flight: list[int] = []
+        running: dict[int, int] = {}  # worker -> unit
+        ran: dict[tuple[str, int], list[int]] = {}  # (phase, worker) -> positions
         steps = 0
         while not d.done:
             steps += 1
             self.assertLess(steps, 10_000, "dispatcher did not finish")
-            while len(in_flight) < plan.workers:
-                index = d.next_unit()
+            for worker in range(plan.workers):
+                if worker in running:
+                    continue
+                index = d.next_unit(worker)
                 if index is None:
-                    break
-                self.assertNotIn(index, in_flight)
+                    continue
+                self.assertNotIn(index, running.values())
                 started[index] += 1
-                in_flight.append(index)
-                self.check_together([units[i] for i in in_flight])
-            self.assertTrue(in_flight, "nothing in flight and nothing handed out")
-            index = in_flight.pop(rng.randrange(len(in_flight)))
+                running[worker] = index
+                ran.setdefault((d.phase_name, worker), []).append(index)
+                self.check_together([units[i] for i in running.values()])
+            self.assertTrue(running, "nothing in flight and nothing handed out")
+            worker = rng.choice(list(running))
+            index = running.pop(worker)
             if requeued[index] < 2 and rng.random() < 0.1:
                 requeued[index] += 1
-                d.requeue(index)
+                d.requeue(index, worker)
             else:
                 completed[index] += 1
                 d.finished(index)
-        self.assertEqual(in_flight, [])
+        self.assertEqual(running, {})
         self.assertEqual(completed, [1] * len(units))
         self.assertEqual(started, [1 + r for r in requeued])
+        for sequence in ran.values():
+            # Within a phase, what a worker runs is in serial order (a
+            # requeued unit runs again right away, on the same worker).
+            self.assertEqual(sequence, sorted(sequence))
 
     def check_together(self, running: list[Unit]) -> None:
         isolated = [u for u in running if u.strategy.isolated]

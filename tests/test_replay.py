@@ -13,13 +13,13 @@ from typing import Any
 from django.test.runner import DebugSQLTextTestResult
 
 from concurrent_runner.parallel import protocol as p
+from concurrent_runner.parallel.controller import WorkerCrashed
 from concurrent_runner.parallel.replay import (
-    WorkerCrashed,
+    replay_error,
     replay_fixture,
+    replay_fixture_error,
     replay_outcome,
     replay_test,
-    report_crash,
-    report_unit_crash,
 )
 
 MODULE = "fake.mod"
@@ -176,25 +176,30 @@ class FixtureAndCrashTests(unittest.TestCase):
         self.assertEqual(reason, "no database")
         self.assertTrue(self.result.wasSuccessful())
 
-    def test_report_crash(self) -> None:
+    def test_replay_error(self) -> None:
         test = make_test()
-        report_crash(self.result, test, "was killed by signal 9 (SIGKILL).")
+        crash = WorkerCrashed(
+            "The worker running fake.mod.Sample.test_it was killed by SIGKILL."
+        )
+        replay_error(self.result, test, crash)
         self.assertEqual(self.result.testsRun, 1)
         [(errored, text)] = self.result.errors
         self.assertIs(errored, test)
-        self.assertIn(WorkerCrashed.__name__, text)
         self.assertIn(
-            "The worker running fake.mod.Sample.test_it was killed by signal 9", text
+            "WorkerCrashed: The worker running fake.mod.Sample.test_it was killed "
+            "by SIGKILL.",
+            text,
         )
         self.assertIn("... ERROR", self.stream.getvalue())
 
-    def test_report_unit_crash(self) -> None:
-        description = "fake.mod.Sample: 3 test(s) not run"
-        report_unit_crash(self.result, description, "exited with code 1.")
+    def test_replay_fixture_error(self) -> None:
+        description = "tearDownClass (fake.mod.Sample)"
+        crash = WorkerCrashed(f"The worker running {description} exited with code 1.")
+        replay_fixture_error(self.result, description, crash)
         self.assertEqual(self.result.testsRun, 0)
         [(holder, text)] = self.result.errors
         self.assertEqual(str(holder), description)
-        self.assertIn("WorkerCrashed: The worker exited with code 1.", text)
+        self.assertIn(f"WorkerCrashed: The worker running {description}", text)
 
 
 class BufferedFixtureTests(unittest.TestCase):
@@ -235,15 +240,16 @@ class BufferedFixtureTests(unittest.TestCase):
         )
         self.assertEqual([reason for _h, reason in result.skipped], ["later"])
 
-    def test_unit_crash(self) -> None:
+    def test_parents_fixture_error(self) -> None:
+        description = "tearDownModule (fake.mod)"
         result, _shown = self.run_buffered(
-            lambda r: report_unit_crash(
-                r, "fake.mod.Sample: 2 test(s) not run", "hung."
+            lambda r: replay_fixture_error(
+                r, description, WorkerCrashed("The worker running it hung.")
             )
         )
         [(holder, text)] = result.errors
-        self.assertEqual(str(holder), "fake.mod.Sample: 2 test(s) not run")
-        self.assertIn("The worker hung.", text)
+        self.assertEqual(str(holder), description)
+        self.assertIn("The worker running it hung.", text)
 
     def test_earlier_output_does_not_leak_into_a_fixture_error(self) -> None:
         def calls(result: Any) -> None:

@@ -8,6 +8,8 @@ import unittest
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from concurrent_runner.parallel import protocol as p
+from concurrent_runner.planning.groups import Strategy, Unit
 from concurrent_runner.reports.junit import JUnitRecording, JUnitReport
 from concurrent_runner.reports.progress import Progress
 
@@ -167,32 +169,52 @@ class FakeTTY(io.StringIO):
 
 
 class ProgressTests(unittest.TestCase):
+    UNITS = [
+        Unit(f"app.T{i}", None, Strategy.FREE, [f"app.T{i}"], [i]) for i in range(3)
+    ]
+
+    @staticmethod
+    def record(*outcomes: Any) -> p.TestRecord:
+        return p.TestRecord(0, list(outcomes))
+
     def test_a_log_gets_the_first_and_the_last_line_not_every_one(self) -> None:
         stream = io.StringIO()
-        progress = Progress(stream, 3, verbosity=2)
-        progress.count(failed=False, skipped=False)
-        progress.unit_done(1, ["checkout"])
-        progress.unit_done(2, [])  # within LOG_INTERVAL: not written
-        progress.count(failed=True, skipped=False)
-        progress.unit_done(3, [])
+        progress = Progress(stream, self.UNITS, verbosity=2)
+        progress.unit_started(1, 0, "shared")
+        progress.unit_started(2, 1, "shared")
+        progress.test_done(1, self.record(p.Success()))
+        progress.unit_ended(1, 0, "passed")
+        progress.unit_finished(0)
+        progress.unit_ended(2, 1, "passed")
+        progress.unit_finished(1)  # within LOG_INTERVAL: not written
+        error = AssertionError("no")
+        progress.test_done(1, self.record(p.Failure((AssertionError, error, None))))
+        progress.test_done(1, self.record(p.ExpectedFailure((ValueError, error, None))))
+        progress.test_done(1, self.record(p.Skip("later")))
+        progress.unit_finished(2)
         lines = stream.getvalue().splitlines()
         self.assertEqual(len(lines), 2)
         self.assertRegex(
             lines[0],
-            r"^\[1/3 units \| 1 passed, 0 failed \| [\d.]+s \| running: checkout\]$",
+            r"^\[1/3 units \| 1 passed, 0 failed \| [\d.]+s \| running: T1\]$",
         )
-        self.assertRegex(lines[1], r"^\[3/3 units \| 1 passed, 1 failed \| [\d.]+s\]$")
+        # An expected failure is counted as one, not as passed.
+        self.assertRegex(
+            lines[1],
+            r"^\[3/3 units \| 1 passed, 1 failed, 1 skipped, 1 expected failures "
+            r"\| [\d.]+s\]$",
+        )
 
     def test_a_terminal_gets_every_unit_dimmed(self) -> None:
         stream = FakeTTY()
-        progress = Progress(stream, 2, verbosity=1)
-        progress.unit_done(1, ["a"])
-        progress.unit_done(2, [])
+        progress = Progress(stream, self.UNITS[:2], verbosity=1)
+        progress.unit_finished(0)
+        progress.unit_finished(1)
         lines = stream.getvalue().splitlines()
         self.assertEqual(len(lines), 2)
         self.assertTrue(all(line.startswith(" \x1b[2m[") for line in lines))
 
     def test_nothing_at_verbosity_zero(self) -> None:
         stream = FakeTTY()
-        Progress(stream, 1, verbosity=0).unit_done(1, [])
+        Progress(stream, self.UNITS[:1], verbosity=0).unit_finished(0)
         self.assertEqual(stream.getvalue(), "")

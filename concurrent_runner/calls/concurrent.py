@@ -32,10 +32,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     from exceptiongroup import ExceptionGroup
 
-#: Seconds the server has to start (a fresh interpreter plus django.setup()).
-SERVER_START_TIMEOUT = 60.0
-#: Seconds the server has to exit once its channel is closed.
-SERVER_EXIT_GRACE = 2.0
 
 Call = tuple["Callable[..., Any] | str", dict[str, Any]]
 
@@ -304,23 +300,28 @@ class CallServer:
     def __init__(self) -> None:
         from multiprocessing.connection import wait
 
-        from ..parallel import protocol
+        from ..parallel.processes import (
+            CALL_SERVER_START_TIMEOUT,
+            TERMINATE_GRACE,
+            spawn_with_channel,
+            wait_for,
+        )
 
         argv, env = server_command()
-        self.conn, self.process = protocol.spawn_with_channel(
+        self.conn, self.process = spawn_with_channel(
             argv, lambda fd: {**env, SERVER_ENV: str(fd)}
         )
         self.pid = os.getpid()  # the process that owns this server
-        if not wait([self.conn], SERVER_START_TIMEOUT):
+        if not wait([self.conn], CALL_SERVER_START_TIMEOUT):
             self.stop()
             raise ConcurrentCallError(
                 f"The concurrent call server did not start within "
-                f"{SERVER_START_TIMEOUT:g}s ({' '.join(argv)})."
+                f"{CALL_SERVER_START_TIMEOUT:g}s ({' '.join(argv)})."
             )
         try:
             hello = self.conn.recv()
         except EOFError:
-            code = self.process.wait()
+            code = wait_for(self.process, TERMINATE_GRACE)
             self.stop()
             raise ConcurrentCallError(
                 f"The concurrent call server exited with code {code} before it "
@@ -332,10 +333,12 @@ class CallServer:
         return self.pid == os.getpid() and self.process.poll() is None
 
     def run(self, batch: Batch) -> CallResults:
+        from ..parallel.processes import CALL_ANSWER_MARGIN, TERMINATE_GRACE, wait_for
+
         self.conn.send(batch)
-        # The server enforces the batch timeout; this margin covers ending
+        # The server enforces the batch timeout; the margin covers ending
         # the calls and a server that stopped answering.
-        if not self.conn.poll(batch.timeout + 2 * 1.0 + 10):
+        if not self.conn.poll(batch.timeout + CALL_ANSWER_MARGIN):
             self.stop()
             return _all_failed(
                 batch, "The call server stopped answering; it was ended."
@@ -343,7 +346,7 @@ class CallServer:
         try:
             done: BatchDone = self.conn.recv()
         except (EOFError, OSError):
-            code = self.process.wait()
+            code = wait_for(self.process, TERMINATE_GRACE)
             self.stop()
             return _all_failed(batch, f"The call server died (exit code {code}).")
         return _results(done)
@@ -354,15 +357,10 @@ class CallServer:
         Closing the channel lets it exit on its own (so atexit handlers, such
         as coverage's, run); signals only if it does not.
         """
-        import subprocess
-
-        from ..parallel import protocol
+        from ..parallel.processes import CALL_SERVER_EXIT_GRACE, end_processes
 
         self.conn.close()
-        try:
-            self.process.wait(SERVER_EXIT_GRACE)
-        except subprocess.TimeoutExpired:
-            protocol.end_process_group(self.process, grace=2.0)
+        end_processes([self.process], patience=CALL_SERVER_EXIT_GRACE)
 
 
 def server_command() -> tuple[list[str], dict[str, str]]:

@@ -32,9 +32,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ..environment import SERVER_ENV
+from ..parallel.processes import CALL_KILL_GRACE, PidChild, end_processes
 
-#: After SIGTERM, seconds a timed-out call has before SIGKILL.
-KILL_GRACE = 1.0
 #: Seconds a call process yields its core after the call; see _run_call.
 POST_CALL_PAUSE = 0.002
 
@@ -193,6 +192,7 @@ class _Child:
     ready: bool = False
     outcome: CallOutcome | None = None
     eof: bool = False
+    status: int = 0  # its wait status, once reaped
 
 
 def _read_frames(child: _Child) -> None:
@@ -325,34 +325,17 @@ def _pump(
 
 def _end_children(children: list[_Child]) -> None:
     """SIGTERM what still runs, SIGKILL after a grace period, reap all."""
-    running = [c for c in children if not c.eof]
-    for child in running:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child.pid, signal.SIGTERM)
-    deadline = time.monotonic() + KILL_GRACE
-    statuses: dict[int, int] = {}
-    for child in children:
-        while True:
-            pid, status = os.waitpid(child.pid, os.WNOHANG)
-            if pid:
-                statuses[child.pid] = status
-                break
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGKILL)
-                _, status = os.waitpid(child.pid, 0)
-                statuses[child.pid] = status
-                break
-            time.sleep(0.005)
+    processes = {child.pid: PidChild(child.pid) for child in children}
+    end_processes(processes.values(), grace=CALL_KILL_GRACE, group=False)
     for child in children:
         os.close(child.fd)
-        child.status = statuses.get(child.pid, 0)  # type: ignore[attr-defined]
+        child.status = processes[child.pid].status or 0
 
 
 def _outcome_of(child: _Child, batch: Batch) -> CallOutcome:
     if child.outcome is not None:
         return child.outcome
-    status = getattr(child, "status", 0)
+    status = child.status
     if not child.eof:
         return CallOutcome(
             "timeout",

@@ -38,11 +38,16 @@ from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
 
 from . import protocol as p
+from .processes import (
+    FORK_TIMEOUT,
+    KILL_WAIT,
+    TERMINATE_GRACE,
+    PidChild,
+    channel_pair,
+    connect_child,
+    end_processes,
+)
 
-#: Seconds the parent waits for the fork server to report a fork.
-FORK_TIMEOUT = 30.0
-#: Seconds the fork server gives its workers to exit once it is told to stop.
-STOP_GRACE = 5.0
 #: The ``returncode`` of a worker the fork server could not fork.
 FORK_FAILED = 255
 
@@ -209,7 +214,7 @@ class ForkServer:
         connections.close_all()
         sys.stdout.flush()
         sys.stderr.flush()
-        self.control, child_end = p.channel_pair()
+        self.control, child_end = channel_pair()
         try:
             pid = os.fork()
         except OSError:
@@ -220,7 +225,7 @@ class ForkServer:
             code = 1
             try:
                 self.control.close()
-                _serve_forks(p.connect_child(child_end.detach()), tests, failfast)
+                _serve_forks(connect_child(child_end.detach()), tests, failfast)
                 code = 0
             except BaseException:
                 traceback.print_exc()
@@ -245,7 +250,7 @@ class ForkServer:
         from here (start a fresh interpreter)."""
         if not (self.alive and self.usable):
             raise ForkServerGone
-        parent_end, child_end = p.channel_pair()
+        parent_end, child_end = channel_pair()
         process = ForkedProcess(self)
         # Queued before anything is sent: the server answers every request
         # it got, in order, also one this side gave up on.
@@ -298,38 +303,21 @@ class ForkServer:
             self.alive = False
             self.control.close()
 
-    def close(self, grace: float = STOP_GRACE) -> None:
+    def close(self) -> None:
         """Stop the fork server (it ends its remaining workers) and reap it;
         safe to call more than once."""
         self._gone()
         if self._reaped:
             return
         self._reaped = True
-        if _reap_within(self.pid, grace + 1.0) is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
-
-
-def _reap_within(pid: int, timeout: float) -> int | None:
-    """Reap child ``pid`` if it exits within ``timeout``; its wait status.
-
-    Polls at 1, 2, 4 ... 20 ms: a child that is already on its way out (the
-    common case, at the end of a run) is reaped in a few milliseconds, not
-    a whole polling period later.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, 0.02)
+        # Its channel closed, it ends its workers (TERMINATE_GRACE, then
+        # KILL_WAIT) and exits on its own.
+        end_processes(
+            [PidChild(self.pid)],
+            patience=TERMINATE_GRACE + KILL_WAIT + 1.0,
+            grace=0.0,
+            group=False,
+        )
 
 
 # -- the fork server -------------------------------------------------------
@@ -347,7 +335,7 @@ def _serve_forks(control: Connection, tests: Sequence[Any], failfast: bool) -> N
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    children: set[int] = set()
+    children: dict[int, PidChild] = {}
     try:
         while True:
             ready = multiprocessing.connection.wait([control, wake_r], timeout=1.0)
@@ -386,30 +374,20 @@ def _serve_forks(control: Connection, tests: Sequence[Any], failfast: bool) -> N
                     _clean_exit()
                     os._exit(code)
             os.close(fd)
-            children.add(pid)
+            children[pid] = PidChild(pid)
             control.send(Forked(pid))
     finally:
-        _end_children(children)
+        # Those left get SIGTERM, then SIGKILL, and are reaped.
+        end_processes(children.values())
 
 
-def _reap(children: set[int], control: Connection) -> None:
-    for pid in list(children):
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            children.discard(pid)
+def _reap(children: dict[int, PidChild], control: Connection) -> None:
+    for pid, child in list(children.items()):
+        code = child.poll()
+        if code is not None:
+            del children[pid]
             with contextlib.suppress(OSError):
-                control.send(Exited(pid, os.waitstatus_to_exitcode(status)))
-
-
-def _end_children(children: set[int]) -> None:
-    """SIGTERM what is left, SIGKILL it after a grace period, reap it all."""
-    for pid in children:
-        p.signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE
-    for pid in children:
-        if _reap_within(pid, max(0.0, deadline - time.monotonic())) is None:
-            p.signal_group(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+                control.send(Exited(pid, code))
 
 
 def _clean_exit() -> None:
@@ -452,4 +430,4 @@ def _become_worker(
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
     dump_stacks_on_sigusr1(request.stack_path)
-    serve(p.connect_child(fd), tests, failfast=failfast)
+    serve(connect_child(fd), tests, failfast=failfast)

@@ -19,7 +19,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -76,6 +76,28 @@ class Interrupts:
             signal.signal(signal.SIGINT, previous)
 
     @contextlib.contextmanager
+    def gently(self, on_first: Callable[[str], None]) -> Iterator[None]:
+        """For the tests of a parallel run: the first SIGINT or SIGTERM
+        calls ``on_first(name)`` (the loop ends the workers and reports what
+        finished); a second one raises KeyboardInterrupt at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def first_then_raise(signum: int, frame: Any) -> None:
+            if self.received is not None:
+                raise KeyboardInterrupt
+            self.received = signal.Signals(signum).name
+            on_first(self.received)
+
+        previous = {sig: signal.signal(sig, first_then_raise) for sig in SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    @contextlib.contextmanager
     def deferred(self, note: str) -> Iterator[None]:
         """For a cleanup that must not stop half way: within the block the
         first SIGINT or SIGTERM prints ``note`` and is raised only when
@@ -100,6 +122,13 @@ class Interrupts:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def stop(self) -> None:
+        """unittest's Ctrl-C handler tells its registered results to stop
+        (``unittest.registerResult``): it stops the tests gently, and this
+        makes the run end as interrupted once they have."""
+        if self.received is None:
+            self.received = "SIGINT"
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is None:

@@ -9,18 +9,11 @@ when the original will not pickle.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
-import signal
-import socket
-import subprocess
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import Any, Protocol, TypeAlias
+from typing import Any, TypeAlias
 
 import tblib.pickling_support
 
@@ -169,6 +162,10 @@ class Configure:
 class RunUnit:
     unit: int
     indices: list[int]
+    #: The slot's databases that a TransactionTestCase has flushed since
+    #: the migrations' contents were last there (None: not known, as after
+    #: a crash); a TestCase on one of them gets those contents back first.
+    flushed: list[str] | None = field(default_factory=list)
 
 
 @dataclass
@@ -197,6 +194,15 @@ class TestStarted:
 
 
 @dataclass
+class FixtureStarted:
+    """A class or module fixture is about to run, named as unittest names
+    it (``setUpClass (app.tests.Cls)``): where the worker is, should it die."""
+
+    unit: int
+    description: str
+
+
+@dataclass
 class TestDone:
     unit: int
     record: TestRecord
@@ -219,90 +225,5 @@ class UnitDone:
     #: is exiting; ``retry``: the tests it did not report may run elsewhere.
     abandoned: bool = False
     retry: bool = False
-
-
-# -- the channel -----------------------------------------------------------
-
-
-def channel_pair() -> tuple[Connection, socket.socket]:
-    """A parent connection and the socket to hand to a child (as an fd)."""
-    parent_sock, child_sock = socket.socketpair()
-    parent = Connection(os.dup(parent_sock.fileno()))
-    parent_sock.close()
-    return parent, child_sock
-
-
-def connect_child(fd: int) -> Connection:
-    return Connection(fd)
-
-
-def spawn_with_channel(
-    argv: list[str], env_for: Callable[[int], dict[str, str]], **popen: Any
-) -> tuple[Connection, subprocess.Popen[bytes]]:
-    """Start ``argv`` in a session of its own, holding a private channel.
-
-    ``env_for(fd)`` gives its environment, in which the child finds the fd
-    of its end. Its own session: a Ctrl-C at the terminal reaches only us,
-    and ending its process group ends whatever it started.
-    """
-    parent, child_sock = channel_pair()
-    fd = child_sock.fileno()
-    try:
-        process = subprocess.Popen(
-            argv,
-            env=env_for(fd),
-            stdin=subprocess.DEVNULL,
-            pass_fds=(fd,),
-            start_new_session=True,
-            **popen,
-        )
-    except BaseException:
-        parent.close()
-        raise
-    finally:
-        child_sock.close()
-    return parent, process
-
-
-class ChildProcess(Protocol):
-    """What the parent needs of a worker process: a ``Popen``, or a worker
-    forked by the fork server (``forking.ForkedProcess``)."""
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def returncode(self) -> int | None: ...
-
-    def poll(self) -> int | None: ...
-
-    def wait(self, timeout: float | None = None) -> int: ...
-
-
-#: Seconds to wait for a process to be reaped after SIGKILL.
-KILL_WAIT = 1.0
-
-
-def end_process_group(process: ChildProcess, grace: float) -> None:
-    """SIGTERM the process's group, SIGKILL it after ``grace``; reaps it,
-    within bounds (a forked worker is reaped by the fork server)."""
-    if process.poll() is None:
-        signal_group(process.pid, signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            signal_group(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(grace, KILL_WAIT))
-
-
-def signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        # Not yet the leader of its own group (a worker forked a moment
-        # ago, before its setsid()): signal the process itself.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-    except PermissionError:
-        pass
+    #: As ``RunUnit.flushed``, once the unit is over.
+    flushed: list[str] | None = field(default_factory=list)

@@ -20,10 +20,6 @@ from ..reports.skips import at_line_start
 from . import protocol as p
 
 
-class WorkerCrashed(Exception):
-    """A worker process ended while running a test."""
-
-
 def _subtest(test: unittest.TestCase, outcome: p.SubTestResult) -> Any:
     message = outcome.message
     if message is None:
@@ -121,17 +117,19 @@ def replay_fixture(
         replay_outcome(result, holder, outcome)
 
 
-def report_crash(result: unittest.TestResult, test: Any, how: str) -> None:
-    """The test in flight when its worker died counts as an error."""
-    error = WorkerCrashed(f"The worker running {test.id()} {how}")
+def replay_error(result: unittest.TestResult, test: Any, error: Exception) -> None:
+    """An error of the parent's making for ``test`` (its worker died while
+    it ran, or it could not be run there)."""
     result.startTest(test)
-    result.addError(test, (WorkerCrashed, error, error.__traceback__))  # type: ignore[arg-type]
+    result.addError(test, (type(error), error, error.__traceback__))  # type: ignore[arg-type]
     result.stopTest(test)
 
 
-def report_unit_crash(result: unittest.TestResult, description: str, how: str) -> None:
-    """A worker died between tests (in a fixture): an error for the unit."""
-    error = WorkerCrashed(f"The worker {how}")
+def replay_fixture_error(
+    result: unittest.TestResult, description: str, error: Exception
+) -> None:
+    """An error of the parent's making for a class or module fixture, or a
+    unit, reported as unittest reports a failed ``setUpClass``."""
     holder = unittest.suite._ErrorHolder(description)  # type: ignore[attr-defined]
     with _outside_a_test(result):
-        result.addError(holder, (WorkerCrashed, error, error.__traceback__))  # type: ignore[arg-type]
+        result.addError(holder, (type(error), error, error.__traceback__))  # type: ignore[arg-type]

@@ -273,10 +273,20 @@ def run_unit(
     index: dict[int, int] | None = None,
 ) -> bool:
     """Run one unit as a top-level suite; False if the worker should stop."""
+    from .unit_suite import FlushedDatabases, UnitSuite
+
     result = WorkerResult(conn, message.unit, tests, index)
     result.failfast = failfast
+    flushed = FlushedDatabases(
+        list(connections) if message.flushed is None else message.flushed
+    )
+    suite = UnitSuite(
+        [tests[i] for i in message.indices],
+        announce=lambda fixture: conn.send(p.FixtureStarted(message.unit, fixture)),
+        databases=flushed,
+    )
     try:
-        unittest.TestSuite([tests[i] for i in message.indices]).run(result)
+        suite.run(result)
     except KeyboardInterrupt:
         # Raised by test code (a worker gets no terminal signals). Fixtures
         # and transactions are now in an unknown state, so this process stops
@@ -293,11 +303,19 @@ def run_unit(
             )
         conn.send(
             p.UnitDone(
-                message.unit, result.class_durations(), abandoned=True, retry=in_test
+                message.unit,
+                result.class_durations(),
+                abandoned=True,
+                retry=in_test,
+                flushed=None,
             )
         )
         return False
-    conn.send(p.UnitDone(message.unit, result.class_durations()))
+    conn.send(
+        p.UnitDone(
+            message.unit, result.class_durations(), flushed=sorted(flushed.aliases)
+        )
+    )
     return not result.shouldStop
 
 

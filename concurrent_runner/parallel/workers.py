@@ -4,9 +4,9 @@ A worker is forked by the run's fork server (``forking``) where it can be;
 otherwise it is the command that started the run (``sys.orig_argv``) started
 again with ``WORKER_ENV`` set, so ``manage.py test``, ``django-admin test
 --settings=...`` and a ``runtests.py`` all work unchanged. Its stdout and
-stderr go to a log file in the run directory: what a test prints travels
-with the test's record instead, and the log is shown only when the worker
-fails to start or dies.
+stderr go to a log file in the run directory, shown when it fails to start
+or dies. A ``WorkerProcess`` is only the process and its channel: what it
+is doing is the run controller's to know.
 """
 
 from __future__ import annotations
@@ -22,11 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol as p
+from .endings import EndKind, WorkerEnding
 from .forking import ForkedProcess, ForkRequest, ForkServer, ForkServerGone
+from .processes import (
+    STACK_DUMP_WAIT,
+    TERMINATE_GRACE,
+    Child,
+    end_processes,
+    spawn_with_channel,
+    wait_for,
+)
 from .worker import WorkerSpec
-
-#: Seconds a worker has to exit after SIGTERM before it gets SIGKILL.
-TERMINATE_GRACE = 5.0
 
 
 def worker_argv() -> list[str]:
@@ -49,7 +55,7 @@ class WorkerProcess:
         self.slot = slot
         self.stack_path = rundir / f"worker-{slot}.{generation}.stack"
         self.log_path = rundir / f"worker-{slot}.{generation}.log"
-        forked: tuple[Connection, p.ChildProcess] | None = None
+        forked: tuple[Connection, Any] | None = None
         if forks is not None:
             with contextlib.suppress(ForkServerGone):
                 forked = forks.fork_worker(
@@ -68,26 +74,20 @@ class WorkerProcess:
                 return {**os.environ, p.WORKER_ENV: spec.dumps()}
 
             with open(self.log_path, "wb") as log:
-                forked = p.spawn_with_channel(
+                forked = spawn_with_channel(
                     worker_argv(), env_for, stdout=log, stderr=subprocess.STDOUT
                 )
         self.conn: Connection = forked[0]
-        self.process: p.ChildProcess = forked[1]
+        self.process: Child = forked[1]
         self.started_at = time.monotonic()
-        self.ready = False  # said hello
-        self.retiring = False  # gave up a unit and is exiting; give it nothing
-        self.index_map: dict[int, int] = {}  # parent index -> worker index
-        self.reverse_map: dict[int, int] = {}
-        self.unit: int | None = None
-        self.unit_started = 0.0
-        self.in_flight: int | None = None  # parent index of the running test
-        self.import_errors: dict[str, str] = {}
 
     @property
     def known_pid(self) -> int | None:
         """The pid, or None for a fork not (yet) reported; no waiting."""
         process = self.process
-        return process.known_pid if isinstance(process, ForkedProcess) else process.pid
+        if isinstance(process, ForkedProcess):
+            return process.known_pid
+        return process.pid
 
     @property
     def never_started(self) -> bool:
@@ -102,17 +102,14 @@ class WorkerProcess:
         except OSError:
             return False  # it died; the loop notices on its next read
 
-    def how_it_ended(self) -> str:
-        code = self.wait(TERMINATE_GRACE)
-        if code is None:
-            return "stopped answering"
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            return f"was killed by {name}"
-        return f"exited with code {code}"
+    def ending(self) -> WorkerEnding:
+        """How it ended, waiting a bounded time for it to be reaped (this
+        also takes in a fork server's late answer)."""
+        code = wait_for(self.process, TERMINATE_GRACE)
+        process = self.process
+        if isinstance(process, ForkedProcess) and process.failed is not None:
+            return WorkerEnding(EndKind.FORK_FAILED, error=process.failed)
+        return WorkerEnding.from_returncode(code, log_tail=self.log_tail())
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -121,7 +118,7 @@ class WorkerProcess:
             return ""
         return "\n".join(text.rstrip().splitlines()[-lines:])
 
-    def dump_stacks(self, timeout: float = 2.0) -> str:
+    def dump_stacks(self, timeout: float = STACK_DUMP_WAIT) -> str:
         """Ask the worker where it is (faulthandler, SIGUSR1); return the dump."""
         pid = self.known_pid
         if pid is not None:
@@ -139,20 +136,26 @@ class WorkerProcess:
                 seen = text
         return seen
 
-    def wait(self, timeout: float) -> int | None:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def terminate(self, grace: float = TERMINATE_GRACE) -> None:
-        """End the worker and its process group, and reap it (a forked one
-        is reaped by the fork server; this waits a bounded time for that)."""
-        # A fork not reported (yet): nothing to signal. Closing the channel
-        # ends a worker forked later, and the fork server ends what is left.
-        if self.known_pid is not None:
-            p.end_process_group(self.process, grace)
-        self.close()
-
     def close(self) -> None:
         self.conn.close()
+
+
+def end_workers(
+    workers: list[WorkerProcess],
+    *,
+    patience: float = 0.0,
+    grace: float = TERMINATE_GRACE,
+    close: bool = True,
+) -> None:
+    """End ``workers`` (their process groups) and reap them, together: they
+    may exit on their own for ``patience`` seconds (told to stop), then
+    SIGTERM, ``grace``, SIGKILL. A fork not reported (yet) has nothing to
+    signal: closing its channel ends it, and the fork server the rest."""
+    end_processes(
+        [w.process for w in workers if w.known_pid is not None],
+        patience=patience,
+        grace=grace,
+    )
+    if close:
+        for worker in workers:
+            worker.close()

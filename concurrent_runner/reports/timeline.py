@@ -13,9 +13,13 @@ import html
 import json
 import time
 import unittest
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..parallel.controller import RunListener
+from ..planning.groups import Unit
 
 FORMAT_VERSION = 1
 COLOURS = {
@@ -280,6 +284,69 @@ svg.timeline { font-size: 11px; }
 .tick { fill: #777; text-anchor: middle; }
 .grid { stroke: #ddd; stroke-width: 0.5; }
 """
+
+
+class TimelineRecorder(RunListener):
+    """Follows a parallel run: a bar per worker start and per unit."""
+
+    def __init__(
+        self, timeline: Timeline, units: Sequence[Unit], test_ids: Sequence[str]
+    ) -> None:
+        self.timeline = timeline
+        self.units = units
+        self.test_ids = test_ids
+        self.startup: dict[int, Bar] = {}
+        self.running: dict[int, Bar] = {}
+
+    def worker_starting(self, slot: int) -> None:
+        now = self.timeline.now()
+        self.startup[slot] = self.timeline.add(
+            Bar("startup", slot, f"worker {slot} starting", now, now)
+        )
+
+    def worker_ready(self, slot: int, ready_at: float | None) -> None:
+        bar = self.startup.pop(slot, None)
+        if bar is None:
+            return
+        # When it was ready, not when the loop got to its hello (that waits
+        # for the databases).
+        now = self.timeline.now()
+        ready = now if ready_at is None else ready_at - self.timeline.t0
+        bar.end = max(bar.start, min(now, ready))
+
+    def unit_started(self, slot: int, unit: int, phase: str) -> None:
+        self.timeline.enter_phase(phase)
+        now = self.timeline.now()
+        info = self.units[unit]
+        self.running[slot] = self.timeline.add(
+            Bar(
+                "unit",
+                slot,
+                info.label,
+                now,
+                now,
+                strategy=info.strategy.value,
+                group=info.group,
+                tests=[self.test_ids[i] for i in info.indices],
+                outcome="passed",
+                phase=phase,
+            )
+        )
+
+    def test_done(self, slot: int, record: Any) -> None:
+        if record.failed:
+            self.fixture_failed(slot)
+
+    def fixture_failed(self, slot: int) -> None:
+        if slot in self.running:
+            self.running[slot].outcome = "failed"
+
+    def unit_ended(self, slot: int, unit: int, outcome: str) -> None:
+        bar = self.running.pop(slot, None)
+        if bar is not None:
+            bar.end = self.timeline.now()
+            if outcome == "crashed":
+                bar.outcome = "crashed"
 
 
 class RecordingResult:

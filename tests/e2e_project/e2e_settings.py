@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "syncing",
     "covered",
     "flushing",
+    "seeded",
 ]
 DATABASES = {
     "default": database("e2e"),
