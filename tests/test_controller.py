@@ -261,8 +261,10 @@ class LostWorkerTests(unittest.TestCase):
     ) -> None:
         controller, fakes, report, *_ = make(workers=1)
         controller.dispatch()
-        controller.fixture_started(1, "setUpModule (app.tests)")
-        controller.fixture_started(1, "setUpClass (app.tests.Big)")
+        controller.fixture_started(1, p.FixtureStarted(0, "setUpModule", "app.tests"))
+        controller.fixture_started(
+            1, p.FixtureStarted(0, "setUpClass", "app.tests.Big")
+        )
         controller.worker_lost(1, KILLED)
         [(description, error)] = report.fixture_errors
         self.assertEqual(description, "setUpClass (app.tests.Big)")
@@ -277,7 +279,10 @@ class LostWorkerTests(unittest.TestCase):
     def test_death_in_a_teardown_after_the_last_test_fails_the_run(self) -> None:
         # Issue 19.1: tearDownClass or tearDownModule that kills the worker
         # once every test of its unit has passed.
-        for fixture in ("tearDownClass (app.tests.Big)", "tearDownModule (app.tests)"):
+        for fixture in (
+            p.FixtureStarted(0, "tearDownClass", "app.tests.Big"),
+            p.FixtureStarted(0, "tearDownModule", "app.tests"),
+        ):
             with self.subTest(fixture=fixture):
                 controller, _, report, events, _ = make(workers=1)
                 controller.dispatch()
@@ -288,8 +293,10 @@ class LostWorkerTests(unittest.TestCase):
                 controller.worker_lost(1, EXITED)
                 self.assertEqual(len(report.tests), 3)
                 [(description, error)] = report.fixture_errors
-                self.assertEqual(description, fixture)
-                self.assertTrue(str(error).startswith(f"The worker running {fixture}"))
+                self.assertEqual(description, fixture.description)
+                self.assertTrue(
+                    str(error).startswith(f"The worker running {description}")
+                )
                 self.assertIn(("finished", 0), events.seen)
 
     def test_death_between_tests_is_an_error_of_the_unit(self) -> None:
@@ -414,7 +421,9 @@ class StopTests(unittest.TestCase):
         controller, _, report, *_ = make()
         controller.dispatch()
         controller.test_started(1, 1)
-        controller.fixture_started(2, "setUpClass (app.tests.Small)")
+        controller.fixture_started(
+            2, p.FixtureStarted(1, "setUpClass", "app.tests.Small")
+        )
         running = controller.interrupt("SIGINT")
         self.assertEqual(running, ["app.tests.Big.test_1"])
         [(index, error)] = report.test_errors

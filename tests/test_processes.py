@@ -21,14 +21,21 @@ BOUND = 15.0
 
 
 def fork_child(lifetime: float, *, ignore_term: bool = False) -> PidChild:
+    """A child that lives ``lifetime`` seconds, then exits with 3; returns
+    once its SIGTERM handler is in place (before that it would run ours)."""
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
             handler = signal.SIG_IGN if ignore_term else signal.SIG_DFL
             signal.signal(signal.SIGTERM, handler)
+            os.write(ready_w, b"+")
             time.sleep(lifetime)
         finally:
             os._exit(3)
+    os.close(ready_w)
+    os.read(ready_r, 1)
+    os.close(ready_r)
     return PidChild(pid)
 
 
@@ -59,7 +66,6 @@ class EndProcessesTests(unittest.TestCase):
 
     def test_one_that_ignores_sigterm_gets_sigkill_after_the_grace(self) -> None:
         child = fork_child(BOUND, ignore_term=True)
-        time.sleep(0.1)  # let it install its handler
         end_processes([child], grace=0.2, group=False)
         self.assertEqual(child.returncode, -signal.SIGKILL)
 

@@ -124,7 +124,7 @@ class SlotState:
     progressed: bool = False  # a test or fixture of its unit started
     failed: bool = False  # something in its unit failed
     in_flight: int | None = None  # the parent index of the running test
-    fixture: str | None = None  # the class or module fixture running
+    fixture: p.FixtureStarted | None = None  # the class or module fixture running
     #: Databases a TransactionTestCase flushed (see ``RunUnit.flushed``);
     #: kept by the slot, since a replacement works on the same databases.
     flushed: list[str] | None = field(default_factory=list)
@@ -273,9 +273,9 @@ class RunController:
         state.fixture = None
         state.progressed = True
 
-    def fixture_started(self, slot: int, description: str) -> None:
+    def fixture_started(self, slot: int, fixture: p.FixtureStarted) -> None:
         state = self.slots[slot]
-        state.fixture = description
+        state.fixture = fixture
         state.in_flight = None
         state.progressed = True
 
@@ -507,12 +507,15 @@ class RunController:
                 ),
             )
         elif state.fixture is not None:
-            description = state.fixture
+            fixture = state.fixture
             self._fixture_error(
-                description,
-                WorkerCrashed(f"The worker running {description} {ending.report()}"),
+                fixture.description,
+                WorkerCrashed(
+                    f"The worker running {fixture.description} {ending.report()}"
+                ),
             )
-            self._drop_covered_by(unit, description)
+            if fixture.sets_up:
+                self._drop_covered_by(unit, fixture.target)
         else:
             # Between tests, in the worker's own code: still never a pass.
             self._fixture_error(
@@ -541,23 +544,13 @@ class RunController:
             remaining.clear()
             self._finish(unit)
 
-    def _drop_covered_by(self, unit: int, description: str) -> None:
-        """The tests a failed setUpClass or setUpModule would have covered
-        are not run, as in unittest; a teardown covers none."""
-        method, _, target = description.partition(" (")
-        target = target.rstrip(")")
-        if method == "setUpClass":
-            covered = [
-                i for i in self.remaining[unit] if self.tests[i].class_label == target
-            ]
-        elif method == "setUpModule":
-            covered = [
-                i for i in self.remaining[unit] if self.tests[i].module == target
-            ]
-        else:
-            return
-        for index in covered:
-            self.remaining[unit].remove(index)
+    def _drop_covered_by(self, unit: int, target: str) -> None:
+        """The tests a failed setUpClass or setUpModule of ``target`` (a
+        class or a module) would have covered are not run, as in unittest."""
+        for index in list(self.remaining[unit]):
+            test = self.tests[index]
+            if target in (test.class_label, test.module):
+                self.remaining[unit].remove(index)
 
     def _test_error(self, index: int, error: Exception) -> None:
         if self.report is not None:

@@ -188,6 +188,12 @@ class GroupedParallelSuite(unittest.TestSuite):
 
     def _interrupt(self) -> None:
         signal_name = self._signal or "SIGINT"
+        # What the workers said before the signal counts (a test that has
+        # started, or finished).
+        for slot, worker in list(self.pool.workers.items()):
+            messages, _broken = _receive(worker)
+            for message in messages:
+                self._handle(slot, message)
         running = self.controller.interrupt(signal_name)
         lines = [f"\nInterrupted by {signal_name}."]
         if running:
@@ -280,8 +286,8 @@ class GroupedParallelSuite(unittest.TestSuite):
                 controller.worker_ready(slot, ids, errors, ready_at)
             case p.TestStarted(index=index):
                 controller.test_started(slot, index)
-            case p.FixtureStarted(description=description):
-                controller.fixture_started(slot, description)
+            case p.FixtureStarted():
+                controller.fixture_started(slot, message)
             case p.TestDone(record=record):
                 controller.test_done(slot, record)
             case p.FixtureOutcome(description=description, outcome=outcome):

@@ -65,23 +65,30 @@ class Child(Protocol):
 class PidChild:
     """A child this process forked itself, looked at like a ``Popen``."""
 
+    #: The return code of a child reaped by someone else: gone, how unknown.
+    UNKNOWN = 255
+
     def __init__(self, pid: int) -> None:
         self.pid = pid
         #: The raw wait status once reaped (``os.waitstatus_to_exitcode``).
         self.status: int | None = None
+        self._lost = False
 
     @property
     def returncode(self) -> int | None:
+        if self._lost:
+            return self.UNKNOWN
         return None if self.status is None else os.waitstatus_to_exitcode(self.status)
 
     def poll(self) -> int | None:
-        if self.status is None:
+        if self.status is None and not self._lost:
             try:
                 done, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
-                return self.returncode  # reaped elsewhere; nothing more to know
-            if done:
-                self.status = status
+                self._lost = True  # reaped elsewhere: gone, nothing more to know
+            else:
+                if done:
+                    self.status = status
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:

@@ -195,11 +195,23 @@ class TestStarted:
 
 @dataclass
 class FixtureStarted:
-    """A class or module fixture is about to run, named as unittest names
-    it (``setUpClass (app.tests.Cls)``): where the worker is, should it die."""
+    """A class or module fixture is about to run: where the worker is,
+    should it die. ``method`` is setUpClass, tearDownClass, setUpModule or
+    tearDownModule; ``target`` the class ("app.tests.Cls") or module."""
 
     unit: int
-    description: str
+    method: str
+    target: str
+
+    @property
+    def description(self) -> str:
+        """As unittest names such a fixture: ``setUpClass (app.tests.Cls)``."""
+        return f"{self.method} ({self.target})"
+
+    @property
+    def sets_up(self) -> bool:
+        """A failed setUp fixture means its tests do not run."""
+        return self.method.startswith("setUp")
 
 
 @dataclass

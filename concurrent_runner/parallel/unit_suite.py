@@ -27,14 +27,8 @@ from typing import Any
 from django.test import TestCase, TransactionTestCase
 
 
-def class_description(method: str, cls: type) -> str:
-    """unittest's name for a class fixture: ``setUpClass (app.tests.Cls)``."""
-    return f"{method} ({cls.__module__}.{cls.__qualname__})"
-
-
-def module_description(method: str, module: str) -> str:
-    """unittest's name for a module fixture: ``setUpModule (app.tests)``."""
-    return f"{method} ({module})"
+def class_label(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class FlushedDatabases:
@@ -84,7 +78,7 @@ class UnitSuite(unittest.TestSuite):
         self,
         tests: Iterable[Any],
         *,
-        announce: Callable[[str], None],
+        announce: Callable[[str, str], None],
         databases: FlushedDatabases,
     ) -> None:
         super().__init__(tests)
@@ -99,7 +93,7 @@ class UnitSuite(unittest.TestSuite):
         ):
             self._databases.class_starts(current)
             if not getattr(current, "__unittest_skip__", False):
-                self._announce(class_description("setUpClass", current))
+                self._announce("setUpClass", class_label(current))
         super()._handleClassSetUp(test, result)  # type: ignore[misc]
 
     def _tearDownPreviousClass(self, test: Any, result: Any) -> None:
@@ -111,7 +105,7 @@ class UnitSuite(unittest.TestSuite):
             and not getattr(result, "_moduleSetUpFailed", False)
             and not getattr(previous, "__unittest_skip__", False)
         ):
-            self._announce(class_description("tearDownClass", previous))
+            self._announce("tearDownClass", class_label(previous))
         super()._tearDownPreviousClass(test, result)  # type: ignore[misc]
 
     def _handleModuleFixture(self, test: Any, result: Any) -> None:
@@ -129,13 +123,13 @@ class UnitSuite(unittest.TestSuite):
             and not getattr(result, "_moduleSetUpFailed", False)
             and _has_module_teardown(previous)
         ):
-            self._announce(module_description("tearDownModule", previous))
+            self._announce("tearDownModule", previous)
         try:
             super()._handleModuleTearDown(result)  # type: ignore[misc]
         finally:
             upcoming, self._next_module = self._next_module, None
             if upcoming is not None and _has(upcoming, "setUpModule"):
-                self._announce(module_description("setUpModule", upcoming))
+                self._announce("setUpModule", upcoming)
 
 
 def _has(module: str, name: str) -> bool:

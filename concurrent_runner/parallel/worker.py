@@ -282,7 +282,9 @@ def run_unit(
     )
     suite = UnitSuite(
         [tests[i] for i in message.indices],
-        announce=lambda fixture: conn.send(p.FixtureStarted(message.unit, fixture)),
+        announce=lambda method, target: conn.send(
+            p.FixtureStarted(message.unit, method, target)
+        ),
         databases=flushed,
     )
     try:
