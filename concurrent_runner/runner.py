@@ -412,9 +412,16 @@ class Runner(DiscoverRunner):
                 group_timeout=self.group_timeout,
             ),
             listeners=listeners,
+            listeners_for=lambda result: [self._progress(result, units)],
             interrupts=run.interrupts,
         )
         return run.session.suite
+
+    def _progress(self, result: unittest.TestResult, units: list[Unit]) -> Any:
+        from .reports.progress import Progress
+
+        stream = getattr(result, "stream", None) or sys.stderr
+        return Progress(stream, units, verbosity=self.verbosity)
 
     def _select(
         self, test_labels: Any, **kwargs: Any
@@ -582,10 +589,12 @@ class Runner(DiscoverRunner):
             self._state().checked = True
 
         def on_cloning(cloning: Any) -> None:
-            self._state().cloning_bar = self._start_bar(
-                f"cloning them for {len(session.clone_slots())} of "
-                f"{session.workers} workers"
-            )
+            timeline = self._state().timeline
+            if timeline is not None:
+                self._state().cloning_bar = timeline.databases_bar(
+                    f"cloning them for {len(session.clone_slots())} of "
+                    f"{session.workers} workers"
+                )
             self._check_interrupts()
 
         return session.setup_databases(
@@ -605,25 +614,10 @@ class Runner(DiscoverRunner):
             with self._ctrl_c_raises():
                 super().run_checks(databases)
 
-    def _start_bar(self, label: str) -> Any:
-        """A bar on the timeline's databases lane, from now; None without one."""
-        timeline = self._run.timeline if self._run is not None else None
-        if timeline is None:
-            return None
-        from .reports.timeline import Bar
-
-        now = timeline.now()
-        return timeline.add(Bar("databases", 0, label, now, now))
-
-    @contextlib.contextmanager
-    def _timed_bar(self, label: str) -> Iterator[None]:
+    def _timed_bar(self, label: str) -> Any:
         """A bar on the timeline's databases lane for what the block does."""
-        bar = self._start_bar(label)
-        try:
-            yield
-        finally:
-            if bar is not None and self._run is not None:
-                bar.end = self._run.timeline.now()
+        timeline = self._run.timeline if self._run is not None else None
+        return timeline.timed(label) if timeline else contextlib.nullcontext()
 
     def _untune_postgresql(self) -> None:
         from .databases.postgresql import untune_postgresql

@@ -171,7 +171,7 @@ def run_suite(
     controller = RunController(
         infos, units, plan, estimates, workers=pool, group_timeout=group_timeout
     )
-    suite = GroupedParallelSuite(tests, controller, pool, verbosity=0)
+    suite = GroupedParallelSuite(tests, controller, pool)
     suite.cloning = cloning
     controller.start()
     controller.configure({s: p.Configure({}, {}, False) for s in controller.slots})

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import protocol as p
-from .controller import RunController
+from .controller import RunController, RunListener
 from .endings import EndKind, WorkerEnding
 from .interrupts import Interrupts
 from .processes import STARTUP_TIMEOUT, STOP_GRACE, TERMINATE_GRACE
@@ -99,15 +99,18 @@ class GroupedParallelSuite(unittest.TestSuite):
         controller: RunController,
         pool: WorkerPool,
         *,
-        verbosity: int = 1,
         interrupts: Interrupts | None = None,
+        listeners_for: Callable[[unittest.TestResult], list[RunListener]] = (
+            lambda result: []
+        ),
     ) -> None:
         super().__init__()
         self.tests = list(tests)
         self.controller = controller
         self.pool = pool
-        self.verbosity = verbosity
         self.interrupts = interrupts or Interrupts()
+        #: Listeners that need the result (progress lines on its stream).
+        self.listeners_for = listeners_for
         #: Slots whose databases were made, put by the cloning threads.
         self._slots_made: queue.SimpleQueue[int] = queue.SimpleQueue()
         # Written by the cloning threads (slot_ready), so that the loop's
@@ -141,14 +144,9 @@ class GroupedParallelSuite(unittest.TestSuite):
     # -- the loop ----------------------------------------------------------
 
     def run(self, result: unittest.TestResult, debug: bool = False) -> Any:
-        from ..reports.progress import Progress
-
         controller = self.controller
         controller.report = ResultReport(result, self.tests)
-        stream = getattr(result, "stream", None) or sys.stderr
-        controller.listeners.append(
-            Progress(stream, controller.units, verbosity=self.verbosity)
-        )
+        controller.listeners.extend(self.listeners_for(result))
         sys.stdout.flush()  # the plan, logged to stdout, before any result
         with self._interruptible(result):
             try:

@@ -62,6 +62,7 @@ class ParallelSession:
         options: SessionOptions,
         *,
         listeners: Sequence[RunListener] = (),
+        listeners_for: Callable[[Any], list[RunListener]] = lambda result: [],
         interrupts: Interrupts | None = None,
     ) -> None:
         self.tests = list(tests)
@@ -87,8 +88,8 @@ class ParallelSession:
             self.tests,
             self.controller,
             self.pool,
-            verbosity=options.verbosity,
             interrupts=interrupts,
+            listeners_for=listeners_for,
         )
         self.cloning: clones.Cloning | None = None
         #: Seconds from the first clone's start to the last clone made.

@@ -9,11 +9,12 @@ functions of the recorded data.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import time
 import unittest
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,20 @@ class Timeline:
     def add(self, bar: Bar) -> Bar:
         self.bars.append(bar)
         return bar
+
+    def databases_bar(self, label: str) -> Bar:
+        """A bar on the databases lane (the parent's), from now."""
+        now = self.now()
+        return self.add(Bar("databases", 0, label, now, now))
+
+    @contextlib.contextmanager
+    def timed(self, label: str) -> Iterator[None]:
+        """A bar on the databases lane for what the block does."""
+        bar = self.databases_bar(label)
+        try:
+            yield
+        finally:
+            bar.end = self.now()
 
     def enter_phase(self, name: str) -> None:
         now = self.now()
