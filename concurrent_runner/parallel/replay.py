@@ -16,7 +16,6 @@ from typing import Any
 
 from django.test.runner import DebugSQLTextTestResult
 
-from ..reports.skips import at_line_start
 from . import protocol as p
 
 
@@ -86,6 +85,15 @@ def replay_test(result: unittest.TestResult, test: Any, record: p.TestRecord) ->
     if hook is not None:
         hook(test, record)
     result.stopTest(test)
+
+
+def at_line_start(result: Any) -> None:
+    """Tell ``TextTestResult`` that its stream is at the start of a line, so
+    that its next status writes the test's name first. Every replayed test
+    ends its line, but it does not always note it (3.11's
+    addUnexpectedSuccess, 3.12's addExpectedFailure)."""
+    if getattr(result, "_newline", None) is False:
+        result._newline = True
 
 
 @contextlib.contextmanager

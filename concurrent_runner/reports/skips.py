@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..parallel.replay import at_line_start
+
 #: Python 3.12.0 and 3.12.1 skip a test marked with a skip decorator without
 #: starting it (no startTest); fixed in 3.12.2.
 SKIPS_UNSTARTED = (3, 12) <= sys.version_info[:3] < (3, 12, 2)
@@ -33,12 +35,3 @@ class NamedSkips:
         if getattr(self, "_named_skips_started", None) is not test:
             at_line_start(self)
         super().addSkip(test, reason)  # type: ignore[misc]
-
-
-def at_line_start(result: Any) -> None:
-    """Tell ``TextTestResult`` that its stream is at the start of a line, so
-    that its next status writes the test's name first. Every replayed test
-    ends its line, but it does not always note it (3.11's
-    addUnexpectedSuccess, 3.12's addExpectedFailure)."""
-    if getattr(result, "_newline", None) is False:
-        result._newline = True
