@@ -6,11 +6,15 @@ and a ``runtests.py`` that calls ``settings.configure()`` late both work.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 #: Where durations are kept when CONCURRENT_RUNNER_DURATIONS_FILE is not set.
 DEFAULT_DURATIONS_FILENAME = ".concurrent_runner_durations.json"
+#: Where --failed finds what failed last, when CONCURRENT_RUNNER_FAILED_FILE
+#: is not set: next to the durations file.
+DEFAULT_FAILED_FILENAME = ".concurrent_runner_failed.json"
 #: Seconds a batch of concurrent calls may take unless told otherwise.
 DEFAULT_CALL_TIMEOUT = 30.0
 
@@ -26,6 +30,18 @@ def durations_file() -> Path:
     directory."""
     configured = _setting("CONCURRENT_RUNNER_DURATIONS_FILE", None)
     return Path(configured) if configured else Path.cwd() / DEFAULT_DURATIONS_FILENAME
+
+
+def failed_file() -> Path:
+    """``CONCURRENT_RUNNER_FAILED_FILE``, else next to the durations file
+    (nowhere if that is os.devnull)."""
+    configured = _setting("CONCURRENT_RUNNER_FAILED_FILE", None)
+    if configured:
+        return Path(configured)
+    durations = durations_file()
+    if str(durations) == os.devnull:
+        return durations
+    return durations.with_name(DEFAULT_FAILED_FILENAME)
 
 
 def fork_workers() -> bool:

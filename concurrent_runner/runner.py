@@ -118,6 +118,7 @@ class _RunState:
     kept_open: list[Any] = field(default_factory=list)  # sqlite.keep_open_like_memory
     pg_tuning: int | None = None  # postgresql.tune_postgresql's token
     checked: bool = False  # run_checks already ran (a parallel run, before cloning)
+    selected: set[str] = field(default_factory=set)  # last_failed.names()
     cloning_bar: Any = None
 
 
@@ -138,9 +139,13 @@ class Runner(DiscoverRunner):
         shard: tuple[int, int] | None = None,
         list_groups: bool = False,
         junit_xml: str | None = None,
+        failed: bool = False,
+        failed_first: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.failed = failed
+        self.failed_first = failed_first
         self.group_timeout = group_timeout
         self.timeline_path = Path(timeline) if timeline else None
         self.junit_path = Path(junit_xml) if junit_xml else None
@@ -195,6 +200,20 @@ class Runner(DiscoverRunner):
                 "kept whole, balanced by recorded durations (default: "
                 "CI_NODE_INDEX/CI_NODE_TOTAL when both are set)."
             ),
+        )
+        rerun = parser.add_mutually_exclusive_group()
+        rerun.add_argument(
+            "--failed",
+            action="store_true",
+            help=(
+                "Run only the tests that failed or errored last time (all of "
+                "them if none did)."
+            ),
+        )
+        rerun.add_argument(
+            "--failed-first",
+            action="store_true",
+            help="Run the tests that failed or errored last time first, then the rest.",
         )
         parser.add_argument(
             "--junit-xml",
@@ -326,11 +345,11 @@ class Runner(DiscoverRunner):
 
             mixins.append(JUnitRecording)
         from .reports.skips import SKIPS_UNSTARTED, NamedSkips
+        from .reports.summary import ShortSummary
 
         if SKIPS_UNSTARTED and self.verbosity >= 2:
             mixins.append(NamedSkips)
-        if not mixins:
-            return base
+        mixins.append(ShortSummary)
         return type(
             "ReportingResult",
             (*mixins, base or unittest.TextTestResult),
@@ -412,16 +431,33 @@ class Runner(DiscoverRunner):
                 group_timeout=self.group_timeout,
             ),
             listeners=listeners,
-            listeners_for=lambda result: [self._progress(result, units)],
+            listeners_for=lambda result: [
+                self._progress(result, units, estimates, tests)
+            ],
             interrupts=run.interrupts,
         )
         return run.session.suite
 
-    def _progress(self, result: unittest.TestResult, units: list[Unit]) -> Any:
-        from .reports.progress import Progress
+    def _progress(
+        self,
+        result: unittest.TestResult,
+        units: list[Unit],
+        estimates: list[float],
+        tests: list[Any],
+    ) -> Any:
+        from .reports.progress import Progress, is_terminal
 
         stream = getattr(result, "stream", None) or sys.stderr
-        return Progress(stream, units, verbosity=self.verbosity)
+        if is_terminal(stream) and self.verbosity == 1:
+            # The status line shows the progress; the dots would break it.
+            result.dots = False  # type: ignore[attr-defined]
+        return Progress(
+            stream,
+            units,
+            verbosity=self.verbosity,
+            estimates=estimates,
+            test_ids=[t.id() for t in tests],
+        )
 
     def _select(
         self, test_labels: Any, **kwargs: Any
@@ -430,6 +466,9 @@ class Runner(DiscoverRunner):
         with self._ctrl_c_raises():  # discovery imports every test module
             suite = super().build_suite(test_labels, **kwargs)
         tests = list(_iter_tests(suite))
+        if self.failed or self.failed_first:
+            tests = self._last_failed_first(tests)
+            suite = self.test_suite(tests)
         # Checked in every mode, so a bad mp_group fails before any test runs
         # whether or not this run is parallel.
         units = build_units(tests)
@@ -437,6 +476,10 @@ class Runner(DiscoverRunner):
         if shard is not None:
             tests, units = self._shard(tests, units, shard)
             suite = self.test_suite(tests)
+        if self._run is not None:
+            from .planning.last_failed import names
+
+            self._run.selected = names(tests)
         return suite, tests, units
 
     def run_suite(self, suite: Any, **kwargs: Any) -> Any:
@@ -453,6 +496,41 @@ class Runner(DiscoverRunner):
             for line in timings_lines(summarise(run.timeline)):
                 self.log(line)
         return result
+
+    def _last_failed_first(self, tests: list[Any]) -> list[Any]:
+        """--failed, --failed-first: what failed last time, alone or first."""
+        from .conf import failed_file
+        from .planning import last_failed
+
+        path = failed_file()
+        chosen, again = last_failed.select(
+            tests, last_failed.load(path), first=self.failed_first
+        )
+        if not again:
+            self.log(
+                f"No failures recorded by the last run ({path}) among the "
+                f"{len(tests)} selected test(s): running them all."
+            )
+        elif self.failed:
+            self.log(f"Running the {again} test(s) that failed last time.")
+        else:
+            self.log(f"Running the {again} test(s) that failed last time first.")
+        return chosen
+
+    def suite_result(self, suite: Any, result: Any, **kwargs: Any) -> Any:
+        from .conf import failed_file
+        from .planning import last_failed
+
+        path = failed_file()
+        recorded = last_failed.load(path)
+        if result.shouldStop:
+            # Failfast or interrupted: what did not run keeps its record.
+            updated = recorded | last_failed.failed_in(result)
+        else:
+            updated = last_failed.update(recorded, self._state().selected, result)
+        if updated != recorded:
+            last_failed.save(path, updated)
+        return super().suite_result(suite, result, **kwargs)
 
     def _history(self) -> dict[str, float]:
         """Durations of earlier runs, read once per run."""

@@ -337,6 +337,36 @@ class ReportingFlagTests(SimpleTestCase):
             self.assertLess(float(planned.group(1)), 1.0)
 
 
+class FailedTests(SimpleTestCase):
+    def test_failed_runs_what_failed_last_time(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"FAILED_FILE": str(Path(tmp) / "failed.json")}
+            labels = ("stopping.tests.AFailsFirst", "stopping.tests.SlowOne")
+            nothing = manage(*labels, "--failed", *PARALLEL, env=env)
+            self.assertIn("No failures recorded by the last run", nothing.output)
+            self.assertEqual(nothing.ran, 7)
+            again = manage(*labels, "--failed", "-v", "2", *PARALLEL, env=env)
+            self.assertIn("Running the 1 test(s) that failed last time.", again.output)
+            self.assertEqual(
+                again.statuses(), {"stopping.tests.AFailsFirst.test_a_fails": "FAIL"}
+            )
+            first = manage(*labels, "--failed-first", "-v", "2", env=env)
+            self.assertEqual(first.ran, 7)
+            self.assertEqual(
+                next(iter(first.statuses())), "stopping.tests.AFailsFirst.test_a_fails"
+            )
+
+    def test_a_short_summary_of_failures_at_every_verbosity(self):
+        for verbosity in ("0", "1"):
+            result = manage("stopping.tests.AFailsFirst", "-v", verbosity, *PARALLEL)
+            self.assertIn(
+                "short test summary info\n"
+                "FAIL stopping.tests.AFailsFirst.test_a_fails - AssertionError: "
+                "first failure\n",
+                result.output,
+            )
+
+
 class RefusedFlagTests(SimpleTestCase):
     """Flags that cannot go with --parallel-groups, and a bad value of it."""
 
@@ -534,9 +564,45 @@ class ReportTests(SimpleTestCase):
 
     def test_progress_lines_in_a_log(self):
         result = manage("outcomes", "--parallel-groups", "3")
-        self.assertRegex(result.output, r"\[5/5 units \| \d+ passed, \d+ failed")
+        # Every selected test is accounted for at the end, also those of a
+        # class whose setUpClass failed (never reported, as in unittest).
+        found = re.search(r"^Found (\d+) test", result.output, re.M)
+        self.assertIsNotNone(found, result.output)
+        self.assertRegex(
+            result.output, rf"\[{found[1]}/{found[1]} tests \| \d+ passed, \d+ failed"
+        )
         quiet = manage("outcomes", "--parallel-groups", "3", "-v", "0")
-        self.assertNotIn("units |", quiet.output)
+        self.assertNotIn("tests |", quiet.output)
+
+    def test_a_terminal_gets_a_status_line_in_place(self):
+        # Under a pseudo-terminal: the line is redrawn in place, the dots
+        # make way for it, and a failure is named as it happens.
+        in_a_terminal = (
+            "import os, pty, sys; "
+            "sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))"
+        )
+        result = run(
+            [
+                sys.executable,
+                "-c",
+                in_a_terminal,
+                sys.executable,
+                "manage.py",
+                "test",
+                "--noinput",
+                "stopping.tests.AFailsFirst",
+                "stopping.tests.SlowOne",
+                *PARALLEL,
+            ]
+        )
+        out = result.output
+        self.assertEqual(result.returncode, 1, out)
+        # (Read back as text, every carriage return is a newline here.)
+        self.assertIn("\x1b[K\x1b[2m[0/7 tests", out)
+        self.assertIn("\x1b[K\x1b[2m[7/7 tests | 6 passed, 1 failed", out)
+        self.assertIn("\x1b[KFAIL: stopping.tests.AFailsFirst.test_a_fails\n", out)
+        self.assertNotIn("F.", out)  # no row of dots
+        self.assertIn("Ran 7 tests", out)
 
     def test_timings_summary_at_verbosity_two(self):
         result = manage("stopping", "--parallel-groups", "2", "-v", "2")
@@ -573,6 +639,17 @@ class InProcessOutputTests(SimpleTestCase):
         self.assertNotIn("Timings:", ours.output)
         ours_lines = [line for line in lines(ours) if "test database" not in line]
         django_lines = [line for line in lines(django) if "test database" not in line]
+        # The one addition: the short summary of what failed, after the
+        # tracebacks and before "Ran N tests".
+        start = ours_lines.index("short test summary info") - 1
+        end = start + ours_lines[start:].index("-" * 70)
+        summary = ours_lines[start + 2 : end]
+        self.assertIn(
+            "FAIL stopping.tests.AFailsFirst.test_a_fails - AssertionError: first "
+            "failure",
+            summary,
+        )
+        del ours_lines[start:end]
         if SKIPS_UNSTARTED:
             # The one line the runner changes there: it names the @skip test
             # that unittest leaves unnamed after an "expected failure".

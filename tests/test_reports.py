@@ -168,53 +168,105 @@ class FakeTTY(io.StringIO):
         return True
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class ProgressTests(unittest.TestCase):
     UNITS = [
         Unit(f"app.T{i}", None, Strategy.FREE, [f"app.T{i}"], [i]) for i in range(3)
     ]
+    IDS = ["app.T0.test", "app.T1.test", "app.T2.test"]
 
     @staticmethod
-    def record(*outcomes: Any) -> p.TestRecord:
-        return p.TestRecord(0, list(outcomes))
+    def record(index: int, *outcomes: Any) -> p.TestRecord:
+        return p.TestRecord(index, list(outcomes))
 
-    def test_a_log_gets_the_first_and_the_last_line_not_every_one(self) -> None:
+    def progress(self, stream: Any, verbosity: int = 1) -> tuple[Progress, Clock]:
+        clock = Clock()
+        progress = Progress(
+            stream,
+            self.UNITS,
+            verbosity=verbosity,
+            estimates=[2.0, 1.0, 1.0],
+            test_ids=self.IDS,
+            clock=clock,
+        )
+        return progress, clock
+
+    def test_a_log_gets_a_line_per_interval_a_heartbeat_and_a_last_one(self) -> None:
         stream = io.StringIO()
-        progress = Progress(stream, self.UNITS, verbosity=2)
+        progress, clock = self.progress(stream, verbosity=2)
         progress.unit_started(1, 0, "shared")
         progress.unit_started(2, 1, "shared")
-        progress.test_done(1, self.record(p.Success()))
-        progress.unit_ended(1, 0, "passed")
-        progress.unit_finished(0)
+        clock.now = 1.0
+        progress.test_done(2, self.record(1, p.Success()))
         progress.unit_ended(2, 1, "passed")
-        progress.unit_finished(1)  # within LOG_INTERVAL: not written
+        progress.unit_finished(1)  # within LOG_INTERVAL of the start: no line
+        self.assertEqual(stream.getvalue(), "")
+        clock.now = 31.0
+        progress.tick(clock.now)  # a heartbeat while T0 runs
+        clock.now = 32.0
+        progress.tick(clock.now)
         error = AssertionError("no")
-        progress.test_done(1, self.record(p.Failure((AssertionError, error, None))))
-        progress.test_done(1, self.record(p.ExpectedFailure((ValueError, error, None))))
-        progress.test_done(1, self.record(p.Skip("later")))
+        progress.test_done(1, self.record(0, p.Failure((AssertionError, error, None))))
+        progress.test_done(
+            1, self.record(2, p.ExpectedFailure((ValueError, error, None)))
+        )
+        progress.unit_ended(1, 0, "failed")
+        progress.unit_finished(0)
         progress.unit_finished(2)
+        progress.run_ended()
         lines = stream.getvalue().splitlines()
-        self.assertEqual(len(lines), 2)
-        self.assertRegex(
+        self.assertEqual(len(lines), 2, lines)
+        self.assertEqual(
             lines[0],
-            r"^\[1/3 units \| 1 passed, 0 failed \| [\d.]+s \| running: T1\]$",
+            "[1/3 tests | 1 passed, 0 failed | 31.0s, about 93s left | running: T0]",
         )
         # An expected failure is counted as one, not as passed.
-        self.assertRegex(
+        self.assertEqual(
             lines[1],
-            r"^\[3/3 units \| 1 passed, 1 failed, 1 skipped, 1 expected failures "
-            r"\| [\d.]+s\]$",
+            "[3/3 tests | 1 passed, 1 failed, 1 expected failures | 32.0s]",
         )
 
-    def test_a_terminal_gets_every_unit_dimmed(self) -> None:
+    def test_a_terminal_gets_one_line_redrawn_in_place(self) -> None:
         stream = FakeTTY()
-        progress = Progress(stream, self.UNITS[:2], verbosity=1)
-        progress.unit_finished(0)
-        progress.unit_finished(1)
-        lines = stream.getvalue().splitlines()
-        self.assertEqual(len(lines), 2)
-        self.assertTrue(all(line.startswith(" \x1b[2m[") for line in lines))
+        progress, clock = self.progress(stream)
+        progress.unit_started(1, 0, "shared")
+        self.assertEqual(
+            stream.getvalue(),
+            "\r\x1b[K\x1b[2m[0/3 tests | 0 passed, 0 failed | 0.0s | running: T0]"
+            "\x1b[0m",
+        )
+        # What the run reports makes way for it; a failure is named on its
+        # own line at -v 1 (no dots); then the line comes back.
+        stream.seek(0)
+        stream.truncate()
+        progress.reporting(True)
+        error = AssertionError("no")
+        progress.test_done(1, self.record(0, p.Failure((AssertionError, error, None))))
+        progress.reporting(False)
+        text = stream.getvalue()
+        self.assertTrue(text.startswith("\r\x1b[KFAIL: app.T0.test\n"), text)
+        self.assertIn("[1/3 tests | 0 passed, 1 failed", text)
+        stream.seek(0)
+        stream.truncate()
+        clock.now = 0.6
+        progress.tick(clock.now)  # the clock moved: redrawn
+        self.assertIn("0.6s", stream.getvalue())
+        progress.run_ended()
+        self.assertTrue(stream.getvalue().endswith("\r\x1b[K"))
 
     def test_nothing_at_verbosity_zero(self) -> None:
-        stream = FakeTTY()
-        Progress(stream, self.UNITS[:1], verbosity=0).unit_finished(0)
-        self.assertEqual(stream.getvalue(), "")
+        for stream in (FakeTTY(), io.StringIO()):
+            progress, clock = self.progress(stream, verbosity=0)
+            progress.unit_started(1, 0, "shared")
+            clock.now = 100.0
+            progress.tick(clock.now)
+            progress.unit_finished(0)
+            progress.run_ended()
+            self.assertEqual(stream.getvalue(), "")

@@ -18,8 +18,9 @@ databases). A run that loses a worker never passes.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -102,6 +103,20 @@ class RunListener:
 
     def unit_finished(self, unit: int) -> None:
         """Every test of the unit is accounted for."""
+
+    def test_errored(self, index: int) -> None:
+        """The parent reported an error for a test (its worker died, or it
+        could not be run there)."""
+
+    def reporting(self, starts: bool) -> None:
+        """Something is about to be written to the result (``starts``), or
+        has been: a status line drawn in place makes way, then comes back."""
+
+    def tick(self, now: float) -> None:
+        """The loop goes round (at least every half second)."""
+
+    def run_ended(self) -> None:
+        """No more tests will be reported."""
 
 
 @dataclass
@@ -286,11 +301,12 @@ class RunController:
         state.in_flight = None
         self._account(slot, index)
         if self._reporting:
-            self._report().test(index, record)
-            if record.failed:
-                state.failed = True
-            for listener in self.listeners:
-                listener.test_done(slot, record)
+            with self._writing():
+                self._report().test(index, record)
+                if record.failed:
+                    state.failed = True
+                for listener in self.listeners:
+                    listener.test_done(slot, record)
             self._check_stop()
 
     def fixture_outcome(
@@ -298,11 +314,12 @@ class RunController:
     ) -> None:
         if not self._reporting:
             return
-        self._report().fixture(description, outcome)
-        if isinstance(outcome, p.Error):
-            self.slots[slot].failed = True
-            for listener in self.listeners:
-                listener.fixture_failed(slot)
+        with self._writing():
+            self._report().fixture(description, outcome)
+            if isinstance(outcome, p.Error):
+                self.slots[slot].failed = True
+                for listener in self.listeners:
+                    listener.fixture_failed(slot)
         self._check_stop()
 
     def unit_done(
@@ -554,11 +571,33 @@ class RunController:
 
     def _test_error(self, index: int, error: Exception) -> None:
         if self.report is not None:
-            self.report.test_error(index, error)
+            with self._writing():
+                self.report.test_error(index, error)
+                for listener in self.listeners:
+                    listener.test_errored(index)
 
     def _fixture_error(self, description: str, error: Exception) -> None:
         if self.report is not None:
-            self.report.fixture_error(description, error)
+            with self._writing():
+                self.report.fixture_error(description, error)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        for listener in self.listeners:
+            listener.reporting(True)
+        try:
+            yield
+        finally:
+            for listener in self.listeners:
+                listener.reporting(False)
+
+    def tick(self, now: float) -> None:
+        for listener in self.listeners:
+            listener.tick(now)
+
+    def run_ended(self) -> None:
+        for listener in self.listeners:
+            listener.run_ended()
 
     def _why_missing(self, state: SlotState, index: int) -> str:
         test_id = self.tests[index].id

@@ -161,11 +161,13 @@ class GroupedParallelSuite(unittest.TestSuite):
                         break
                     self._pump()
                     controller.dispatch()
+                    controller.tick(time.monotonic())
             except KeyboardInterrupt:
                 # A second Ctrl-C: no more grace for anyone.
                 self.pool.end_all(grace=0.0)
                 raise
             finally:
+                controller.run_ended()
                 self.shutdown()
         return result
 
@@ -193,6 +195,7 @@ class GroupedParallelSuite(unittest.TestSuite):
             for message in messages:
                 self._handle(slot, message)
         running = self.controller.interrupt(signal_name)
+        self.controller.run_ended()  # a status line makes way for good
         lines = [f"\nInterrupted by {signal_name}."]
         if running:
             lines.append("These tests were running (reported as errors):")

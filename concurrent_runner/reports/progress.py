@@ -1,91 +1,221 @@
-"""Progress of a parallel run, one line each time a unit finishes.
+"""The progress of a parallel run: a status line.
 
-On a terminal every finished unit gets a (dimmed) line; in a log (not a
-terminal) a line at most every ``LOG_INTERVAL`` seconds, plus the last one,
-so CI logs stay short. Nothing at ``-v 0``. The line ends the row of dots at
-``-v 1`` and stands on its own at ``-v 2``, so it never splits a test's
-output.
+On a terminal it is one line at the bottom, redrawn in place (dimmed): tests
+done of all, passed, failed, skipped, time spent, an estimate of the time
+left (from the durations file's estimates of what is done and what is not)
+and the units running now. Whatever the run reports makes way for it and
+it comes back below. At ``-v 1`` it replaces unittest's row of dots, and a
+failure is named on a line of its own as it happens; at ``-v 2`` unittest's
+own lines do that.
+
+In a log (not a terminal) it is a plain line when a unit finishes, at most
+every ``LOG_INTERVAL`` seconds, one every ``HEARTBEAT`` seconds while a
+long unit runs, and a last one; ``-v 0`` silences it everywhere.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..parallel import protocol as p
 from ..parallel.controller import RunListener
 from ..planning.groups import Unit
 
-LOG_INTERVAL = 10.0
+#: In a log, the least time between two lines for finished units...
+LOG_INTERVAL = 5.0
+#: ... and the most time without a line.
+HEARTBEAT = 30.0
+#: On a terminal, the most time between two redraws (the clock moves).
+REDRAW = 0.5
+
+
+def is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
 
 
 class Progress(RunListener):
-    def __init__(self, stream: Any, units: Sequence[Unit], *, verbosity: int) -> None:
+    def __init__(
+        self,
+        stream: Any,
+        units: Sequence[Unit],
+        *,
+        verbosity: int,
+        estimates: Sequence[float] | None = None,
+        test_ids: Sequence[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream
         self.units = units
-        self.total = len(units)
         self.verbosity = verbosity
-        isatty = getattr(stream, "isatty", None)
-        self.tty = bool(isatty and isatty())
-        self.started = time.monotonic()
-        self.last = 0.0
-        self.done = 0
-        self.running: dict[int, str] = {}  # slot -> its unit's short label
+        self.estimates = list(estimates) if estimates else [1.0] * len(units)
+        self.test_ids = test_ids
+        self.total = sum(len(u.indices) for u in units)
+        self.tty = is_terminal(stream)
+        self.clock = clock
+        self.started = clock()
+        self.last = self.started  # when a line was last written or drawn
+        self._reported: set[int] = set()  # indices of the tests reported
+        self._finished: set[int] = set()  # indices of the units finished
+        self.work_done = 0.0  # estimated seconds of the units finished
+        self.running: dict[int, int] = {}  # slot -> unit
         self.counts = dict.fromkeys(
             ("passed", "failed", "skipped", "expected failures"), 0
         )
+        self._shown = False  # the status line is on the terminal now
+        self._ended = False
 
     # -- RunListener ---------------------------------------------------------
 
     def unit_started(self, slot: int, unit: int, phase: str) -> None:
-        self.running[slot] = self.units[unit].short_label
+        self.running[slot] = unit
+        self._redraw()
 
     def unit_ended(self, slot: int, unit: int, outcome: str) -> None:
         self.running.pop(slot, None)
 
-    def test_done(self, slot: int, record: p.TestRecord) -> None:
-        self.counts[outcome_of(record)] += 1
-
     def unit_finished(self, unit: int) -> None:
-        self.done += 1
-        self.show()
+        self.work_done += self.estimates[unit]
+        self._finished.add(unit)
+        if self.tty:
+            self._redraw()
+        elif self.clock() - self.last >= LOG_INTERVAL:
+            self._write_line()
+
+    def test_done(self, slot: int, record: p.TestRecord) -> None:
+        self._reported.add(record.index)
+        outcome = outcome_of(record)
+        self.counts[outcome] += 1
+        if outcome == "failed" and self._names_failures:
+            kind = (
+                "ERROR"
+                if any(isinstance(o, p.Error) for o in record.outcomes)
+                else "FAIL"
+            )
+            self._name(kind, self._id(record.index))
+
+    def test_errored(self, index: int) -> None:
+        self._reported.add(index)
+        self.counts["failed"] += 1
+        if self._names_failures:
+            self._name("ERROR", self._id(index))
+
+    def fixture_failed(self, slot: int) -> None:
+        if self._names_failures and slot in self.running:
+            self._name("ERROR", f"a class or module fixture of {self._label(slot)}")
+
+    def reporting(self, starts: bool) -> None:
+        if starts:
+            self._erase()
+        else:
+            self._redraw()
+
+    def tick(self, now: float) -> None:
+        if self.tty and now - self.last >= REDRAW:
+            self._redraw()
+        elif not self.tty and now - self.last >= HEARTBEAT:
+            self._write_line()
+
+    def run_ended(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self.tty:
+            self._erase()
+        else:
+            self._write_line()
+
+    @property
+    def done(self) -> int:
+        """Tests accounted for: reported, or in a finished unit (a failed
+        setUpClass's tests are never reported)."""
+        finished = {i for u in self._finished for i in self.units[u].indices}
+        return len(self._reported | finished)
 
     # -- the line ------------------------------------------------------------
 
     def line(self) -> str:
-        elapsed = time.monotonic() - self.started
+        elapsed = self.clock() - self.started
+        width = len(str(self.total))
         tests = ", ".join(
             f"{count} {name}"
             for name, count in self.counts.items()
             if count or name in ("passed", "failed")
         )
-        width = len(str(self.total))
-        text = f"[{self.done:>{width}}/{self.total} units | {tests} | {elapsed:.1f}s"
+        text = f"[{self.done:>{width}}/{self.total} tests | {tests} | {elapsed:.1f}s"
+        left = self._left(elapsed)
+        if left is not None:
+            text += f", about {left:.0f}s left"
         if self.running:
-            text += f" | running: {', '.join(self.running.values())}"
+            names = ", ".join(self.units[u].short_label for u in self.running.values())
+            text += f" | running: {names}"
         return text + "]"
 
-    def show(self) -> None:
+    def _left(self, elapsed: float) -> float | None:
+        """Time left, from the share of the estimated work that is done."""
+        total = sum(self.estimates)
+        if not self.work_done or not total or self.work_done >= total:
+            return None
+        share = self.work_done / total
+        return elapsed * (1 - share) / share
+
+    @property
+    def _names_failures(self) -> bool:
+        # At -v 2 unittest names every test; at -v 1 on a terminal the dots
+        # are gone, so failures are named here.
+        return self.tty and self.verbosity == 1
+
+    def _id(self, index: int) -> str:
+        return self.test_ids[index] if index < len(self.test_ids) else str(index)
+
+    def _label(self, slot: int) -> str:
+        return self.units[self.running[slot]].label
+
+    def _name(self, kind: str, what: str) -> None:
+        self._erase()
+        self._write(f"{kind}: {what}\n")
+
+    def _erase(self) -> None:
+        if self._shown:
+            self._write("\r\x1b[K")
+            self._shown = False
+
+    def _redraw(self) -> None:
+        if not self.tty or self.verbosity < 1 or self._ended:
+            return
+        columns = shutil.get_terminal_size().columns
+        text = self.line()[: max(20, columns - 1)]
+        self._write(f"\r\x1b[K\x1b[2m{text}\x1b[0m")
+        self._shown = True
+        self.last = self.clock()
+
+    def _write_line(self) -> None:
         if self.verbosity < 1:
             return
-        now = time.monotonic()
-        final = self.done >= self.total
-        if not (self.tty or final or now - self.last >= LOG_INTERVAL):
-            return
-        self.last = now
-        text = self.line()
-        if self.tty:
-            text = f"\x1b[2m{text}\x1b[0m"
+        self.last = self.clock()
+        # At -v 1 the line ends the row of dots; at -v 2 it stands alone.
         prefix = " " if self.verbosity == 1 else ""
         sys.stdout.flush()  # keep earlier stdout lines before this one in logs
-        self.stream.write(f"{prefix}{text}\n")
-        self.stream.flush()
+        self._write(f"{prefix}{self.line()}\n")
+
+    def _write(self, text: str) -> None:
+        # The progress line is never worth failing a run for.
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def outcome_of(record: p.TestRecord) -> str:
-    """How the progress line counts a test."""
+    """How the status line counts a test."""
     if record.failed:
         return "failed"
     if any(isinstance(o, p.ExpectedFailure) for o in record.outcomes):
