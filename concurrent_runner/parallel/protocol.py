@@ -10,6 +10,7 @@ when the original will not pickle.
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import os
 import pickle
 import signal
@@ -27,6 +28,48 @@ import tblib.pickling_support
 from ..environment import WORKER_ENV  # noqa: F401 - also named here
 
 tblib.pickling_support.install()
+
+
+def _rebuilt(
+    cls: type[BaseException],
+    args: tuple[Any, ...],
+    cause: BaseException | None,
+    tb: TracebackType | None,
+    context: BaseException | None,
+    suppress_context: bool,
+) -> BaseException:
+    exc = cls(*args)
+    exc.__cause__, exc.__context__ = cause, context
+    exc.__suppress_context__ = suppress_context
+    return exc.with_traceback(tb)
+
+
+def _reduce_with_args(exc: BaseException) -> tuple[Any, ...]:
+    return (
+        _rebuilt,
+        (
+            type(exc),
+            exc.args,
+            exc.__cause__,
+            exc.__traceback__,
+            exc.__context__,
+            exc.__suppress_context__,
+        ),
+    )
+
+
+def _keep_unicode_errors_whole() -> None:
+    """tblib rebuilds an exception whose class has its own ``__init__``
+    from no arguments, which leaves a ``UnicodeEncodeError`` (a lone
+    surrogate printed to a strict stdout) without its encoding, object,
+    position and reason: its report would read "UnicodeEncodeError" and
+    nothing more. These are rebuilt from their arguments instead (the
+    traceback and chain still travel through tblib)."""
+    for cls in (UnicodeEncodeError, UnicodeDecodeError, UnicodeTranslateError):
+        copyreg.pickle(cls, _reduce_with_args)
+
+
+_keep_unicode_errors_whole()
 
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 
@@ -46,6 +89,7 @@ def portable_exc_info(err: ExcInfo, test: object = None) -> ExcInfo:
         # project's own errors (and a driver's) would lose their __cause__,
         # __context__ and traceback without this.
         tblib.pickling_support.install(err[1])
+        _keep_unicode_errors_whole()  # which install() may just have undone
         pickle.loads(pickle.dumps(err))
         return err
     except Exception as exc:
