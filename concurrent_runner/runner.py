@@ -317,7 +317,13 @@ class Runner(DiscoverRunner):
             tests = list(_iter_tests(suite))
             from .parallel.protocol import connect_child
 
-            serve(connect_child(spec.fd), tests, failfast=self.failfast)
+            serve(
+                connect_child(spec.fd),
+                tests,
+                failfast=self.failfast,
+                buffer=self.buffer,
+                stdio=spec.stdio,
+            )
         finally:
             teardown_test_environment()
         return 0
@@ -509,7 +515,9 @@ class Runner(DiscoverRunner):
             # Now, while this process has the suite and no database yet. If
             # the system will not fork, workers are fresh interpreters.
             with contextlib.suppress(OSError):
-                self._forks = ForkServer(suite.tests, failfast=self.failfast)
+                self._forks = ForkServer(
+                    suite.tests, failfast=self.failfast, buffer=self.buffer
+                )
         # Workers start while the databases are being built.
         suite.start_workers()
         old_config = None

@@ -3,6 +3,7 @@ they are sent, and messages are handed to the suite directly."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import unittest
 from typing import Any
@@ -226,3 +227,40 @@ class LostWorkerTests(unittest.TestCase):
         self.assertNotIn(0, dispatcher._in_flight)
         self.assertEqual(len(result.errors), 1)
         self.assertIn("3 test(s) not run", str(result.errors[0][0]))
+
+
+class OutputMessageTests(unittest.TestCase):
+    def test_what_a_unit_wrote_outside_its_tests_is_shown(self) -> None:
+        suite, dispatcher = make_suite(workers=1)
+        result = text_result()
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            suite._handle(
+                suite.workers[1],  # type: ignore[arg-type]
+                p.UnitOutput(0, b"setUpClass\n", b"on fd 2\n"),
+                dispatcher,
+                result,
+            )
+        self.assertEqual(
+            (out.getvalue(), err.getvalue()), ("setUpClass\n", "on fd 2\n")
+        )
+        self.assertTrue(result.wasSuccessful())
+
+    def test_a_fixture_error_keeps_what_the_buffer_held(self) -> None:
+        suite, dispatcher = make_suite(workers=1)
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = text_result()
+            result.buffer = True
+            suite._handle(
+                suite.workers[1],  # type: ignore[arg-type]
+                p.FixtureOutcome(
+                    0,
+                    "setUpClass (fake.mod.Big)",
+                    p.Error((RuntimeError, RuntimeError("no"), None)),
+                    buffered_stdout="in setUpClass\n",
+                ),
+                dispatcher,
+                result,
+            )
+        [(_holder, text)] = result.errors
+        self.assertIn("Stdout:\nin setUpClass", text)

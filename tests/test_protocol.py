@@ -225,17 +225,21 @@ class MessageTests(unittest.TestCase):
                 p.Skip("why"),
             ],
             duration=0.5,
-            stdout="out",
-            stderr="err",
+            stdout=b"out \xff",
+            stderr=b"err",
+            buffered_stdout="held \udcff",
             sql="SELECT 1",
         )
         loaded = pickle.loads(pickle.dumps(p.TestDone(unit=2, record=record)))
         self.assertEqual(loaded.unit, 2)
         self.assertEqual(
             (loaded.record.index, loaded.record.duration, loaded.record.stdout),
-            (3, 0.5, "out"),
+            (3, 0.5, b"out \xff"),
         )
-        self.assertEqual((loaded.record.stderr, loaded.record.sql), ("err", "SELECT 1"))
+        self.assertEqual(
+            (loaded.record.stderr, loaded.record.sql), (b"err", "SELECT 1")
+        )
+        self.assertEqual(loaded.record.buffered_stdout, "held \udcff")
         failure, subtest, skip = loaded.record.outcomes
         self.assertIs(failure.err[0], ValueError)
         self.assertEqual((subtest.message, subtest.params), ("m", {"i": 1}))
@@ -248,6 +252,8 @@ class MessageTests(unittest.TestCase):
             p.Hello(123, ["a.B.test_c"]),
             p.TestStarted(1, 3),
             p.UnitDone(1, {"a.B": 0.25}),
+            p.UnitOutput(1, b"setUpClass \xff\n", b""),
+            p.FixtureOutcome(1, "setUpClass (a.B)", p.Skip("no"), "held\n", ""),
             p.Configure({"default": {"NAME": "x"}, "other": "default"}, {}, False),
         ):
             with self.subTest(message=message):

@@ -161,12 +161,20 @@ def run_in_worker(
     indices: list[int] | None = None,
     conn: FakeConnection | None = None,
     failfast: bool = False,
+    buffer: bool = True,
 ) -> tuple[FakeConnection, bool]:
+    """As ``run_direct`` does, with ``--buffer`` unless told otherwise."""
     conn = conn or FakeConnection()
     if indices is None:
         indices = list(range(len(tests)))
     with quiet():
-        more = run_unit(conn, p.RunUnit(unit, indices), tests, failfast=failfast)  # type: ignore[arg-type]
+        more = run_unit(
+            conn,  # type: ignore[arg-type]
+            p.RunUnit(unit, indices),
+            tests,
+            failfast=failfast,
+            buffer=buffer,
+        )
     return conn, more
 
 
@@ -285,14 +293,14 @@ class ReplayMatchesDirectRunTests(unittest.TestCase):
             self.tests[m.record.index].id(): m.record for m in self.conn.of(p.TestDone)
         }
         self.assertEqual(
-            records[label("Outcomes.test_print_and_fail")].stdout,
+            records[label("Outcomes.test_print_and_fail")].buffered_stdout,
             "hello from a failing test\n",
         )
         self.assertEqual(
-            records[label("Outcomes.test_print_and_pass")].stdout,
+            records[label("Outcomes.test_print_and_pass")].buffered_stdout,
             "hello from a passing test\n",
         )
-        self.assertEqual(records[label("Outcomes.test_pass")].stdout, "")
+        self.assertEqual(records[label("Outcomes.test_pass")].buffered_stdout, "")
         [text] = [
             x
             for t, x in self.replayed.failures

@@ -25,7 +25,13 @@ from ..planning.groups import Unit
 from ..planning.plan import Dispatcher, Plan
 from ..reports.progress import Progress
 from . import protocol as p
-from .replay import replay_fixture, replay_test, report_crash, report_unit_crash
+from .replay import (
+    replay_fixture,
+    replay_output,
+    replay_test,
+    report_crash,
+    report_unit_crash,
+)
 from .workers import WorkerProcess
 
 if TYPE_CHECKING:  # imported only when a timeline is recorded
@@ -380,8 +386,16 @@ class GroupedParallelSuite(unittest.TestSuite):
                     self.progress.count(failed=record.failed, skipped=skipped)
                 if record.failed and worker.slot in self.unit_bars:
                     self.unit_bars[worker.slot].outcome = "failed"
+            case p.UnitOutput(stdout=stdout, stderr=stderr):
+                replay_output(result, stdout, stderr)
             case p.FixtureOutcome(description=description, outcome=outcome):
-                replay_fixture(result, description, outcome)
+                replay_fixture(
+                    result,
+                    description,
+                    outcome,
+                    message.buffered_stdout,
+                    message.buffered_stderr,
+                )
                 if isinstance(outcome, p.Error) and worker.slot in self.unit_bars:
                     self.unit_bars[worker.slot].outcome = "failed"
             case p.UnitDone(unit=unit, class_durations=durations, abandoned=False):

@@ -169,8 +169,14 @@ class TestRecord:
     index: int
     outcomes: list[Outcome] = field(default_factory=list)
     duration: float | None = None
-    stdout: str = ""
-    stderr: str = ""
+    #: What reached the worker's fd 1 and 2 during the test, as bytes: the
+    #: parent writes them to its own stdout and stderr as they are.
+    stdout: bytes = b""
+    stderr: bytes = b""
+    #: With ``--buffer``: what unittest's buffers (``sys.stdout`` and
+    #: ``sys.stderr`` during the test) held, for the report of a failure.
+    buffered_stdout: str = ""
+    buffered_stderr: str = ""
     sql: str = ""
     #: False for a test skipped before it started (Python 3.12+ reports such
     #: a skip without startTest, and does not count it as run).
@@ -253,6 +259,21 @@ class FixtureOutcome:
     unit: int
     description: str
     outcome: Error | Skip
+    #: With ``--buffer``: what unittest's buffers held when it happened.
+    buffered_stdout: str = ""
+    buffered_stderr: str = ""
+
+
+@dataclass
+class UnitOutput:
+    """What a unit wrote to fd 1 and 2 outside any test (class and module
+    fixtures, between tests), sent before the next ``TestStarted``,
+    ``FixtureOutcome`` or ``UnitDone``: shown as it comes, also with
+    ``--buffer``, which holds only what goes through ``sys.stdout``."""
+
+    unit: int
+    stdout: bytes
+    stderr: bytes
 
 
 @dataclass
