@@ -168,7 +168,9 @@ class WorkerResult(unittest.TestResult):
         record.buffered_stdout, record.buffered_stderr = self._buffered()
         super().stopTest(test)
         record.stdout, record.stderr = self._snap()
-        if record.duration is None:  # addDuration exists from Python 3.12
+        if record.duration is None and record.started:
+            # addDuration exists from Python 3.12. A test skipped before it
+            # started has no duration, as in a serial run.
             record.duration = time.monotonic() - self._test_started
         if self._sql_handler is not None:
             logging.getLogger("django.db.backends").removeHandler(self._sql_handler)
