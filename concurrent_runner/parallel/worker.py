@@ -322,6 +322,33 @@ def use_databases(config: p.Configure) -> None:
         logging.getLogger("django.db.backends").setLevel(logging.DEBUG)
         for alias in connections:
             connections[alias].force_debug_cursor = True
+    mark_as_creation_does(config)
+
+
+def mark_as_creation_does(config: p.Configure) -> None:
+    """What Django's ``create_test_db`` does to the suite: the skips and
+    expected failures of ``connection.features.django_test_skips`` and
+    ``django_test_expected_failures``, applied to the test classes when
+    ``RUNNING_DJANGOS_TEST_SUITE`` is ``"true"`` (Django's own suite, a
+    database backend's). Workers start before the parent creates the
+    databases, so they apply them here, for the aliases it created.
+
+    The rest of what creating the test databases changes in the process
+    reaches a worker through ``Configure`` (``use_databases``): every
+    alias's test ``NAME`` in ``settings.DATABASES`` and in its connection,
+    test mirrors, the contents serialized for ``serialized_rollback``, and
+    ``force_debug_cursor`` (``--debug-sql``); ``MIGRATION_MODULES`` is put
+    back as it was. Caches filled while migrating (content types, sites)
+    hold ids that a clone has too, and fill again on first use; what a
+    connection sets up when it opens (``connection_created`` handlers,
+    server version, features) happens again on the worker's first query,
+    against a clone on the same server.
+    """
+    if os.environ.get("RUNNING_DJANGOS_TEST_SUITE") != "true":
+        return
+    for alias, target in config.databases.items():
+        if isinstance(target, dict):  # mirrors were not created
+            connections[alias].creation.mark_expected_failures_and_skips()
 
 
 def run_unit(
