@@ -326,7 +326,13 @@ class Runner(DiscoverRunner):
             )
         finally:
             teardown_test_environment()
-        return 0
+        # The rest of the script that started this process (a runtests.py
+        # that goes on after run_tests()) is the parent's to run; atexit
+        # handlers (coverage's) still run.
+        from .parallel.capture import flush_stdio
+
+        flush_stdio()
+        raise SystemExit(0)
 
     # -- suite -------------------------------------------------------------
 
