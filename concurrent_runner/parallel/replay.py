@@ -132,8 +132,9 @@ def echo(result: unittest.TestResult, stream: Any, data: bytes) -> None:
 
 def decode(data: bytes) -> str:
     """Bytes a worker wrote, as the text a test printed: a worker's streams
-    encode as this process's standard streams do (``capture.adopt_stdio``),
-    and its ``surrogateescape`` gives back what a strict one would refuse."""
+    encode as this process's standard streams do (``capture.adopt_stdio``);
+    bytes that are not text in that encoding come back as the lone
+    surrogates that a test printing them would have printed."""
     encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
     try:
         return data.decode(encoding, "surrogateescape")
@@ -149,7 +150,8 @@ def _echo_text(result: unittest.TestResult, stream: Any, text: str) -> None:
             stream.write(text)
         except UnicodeEncodeError:
             # What the stream cannot encode (a lone surrogate under strict
-            # errors), escaped: the test that wrote it already passed.
+            # errors), escaped: the test that wrote it is over; its output
+            # must not fail the run.
             encoding = getattr(stream, "encoding", None) or "utf-8"
             stream.write(
                 text.encode(encoding, "backslashreplace").decode(encoding, "replace")

@@ -423,7 +423,9 @@ def serve(
     ``stdio``: how the parent's stdout and stderr encode and buffer
     (``WorkerSpec.stdio``); from the moment its databases are set, what
     this process writes to fd 1 and 2 is caught and sent with the test or
-    unit that wrote it.
+    unit that wrote it. What a fresh worker wrote while it started (its
+    imports, discovery) stays in its log: the test process wrote the same
+    when it started, and a serial run shows it once.
     """
     ids = [test.id() for test in tests]
     conn.send(p.Hello(os.getpid(), ids, import_errors(tests), time.monotonic()))
