@@ -378,10 +378,22 @@ class Runner(DiscoverRunner):
         try:
             suite = DiscoverRunner.build_suite(self, test_labels)
             tests = list(_iter_tests(suite))
-            serve(connect_child(spec.fd), tests, failfast=self.failfast)
+            serve(
+                connect_child(spec.fd),
+                tests,
+                failfast=self.failfast,
+                buffer=self.buffer,
+                stdio=spec.stdio,
+            )
         finally:
             teardown_test_environment()
-        return 0
+        # The rest of the script that started this process (a runtests.py
+        # that goes on after run_tests()) is the parent's to run; atexit
+        # handlers (coverage's) still run.
+        from .parallel.capture import flush_stdio
+
+        flush_stdio()
+        raise SystemExit(0)
 
     # -- suite -------------------------------------------------------------
 
@@ -429,6 +441,7 @@ class Runner(DiscoverRunner):
                 debug_sql=self.debug_sql,
                 shuffle_seed=self.shuffle_seed,
                 group_timeout=self.group_timeout,
+                buffer=self.buffer,
             ),
             listeners=listeners,
             listeners_for=lambda result: [

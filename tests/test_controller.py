@@ -49,13 +49,17 @@ class FakeReport:
         self.fixtures: list[tuple[str, Any]] = []
         self.test_errors: list[tuple[int, Exception]] = []
         self.fixture_errors: list[tuple[str, Exception]] = []
+        self.outputs: list[tuple[bytes, bytes]] = []
         self.should_stop = False
 
     def test(self, index: int, record: p.TestRecord) -> None:
         self.tests.append((index, record))
 
-    def fixture(self, description: str, outcome: Any) -> None:
-        self.fixtures.append((description, outcome))
+    def fixture(self, message: p.FixtureOutcome) -> None:
+        self.fixtures.append((message.description, message.outcome))
+
+    def output(self, stdout: bytes, stderr: bytes) -> None:
+        self.outputs.append((stdout, stderr))
 
     def test_error(self, index: int, error: Exception) -> None:
         self.test_errors.append((index, error))
@@ -432,3 +436,19 @@ class StopTests(unittest.TestCase):
         self.assertIn("SIGINT", str(error))
         self.assertTrue(controller.finished)
         self.assertEqual(controller.not_run(), 3)
+
+
+class OutputTests(unittest.TestCase):
+    def test_what_a_unit_writes_outside_its_tests_goes_to_the_result(self) -> None:
+        controller, _, report, *_ = make(workers=1)
+        controller.dispatch()
+        controller.unit_output(1, b"setUpClass\n", b"")
+        self.assertEqual(report.outputs, [(b"setUpClass\n", b"")])
+        error = RuntimeError("no")
+        controller.fixture_outcome(
+            1,
+            p.FixtureOutcome(
+                0, "setUpClass (app.tests.Big)", p.Error((RuntimeError, error, None))
+            ),
+        )
+        self.assertEqual(report.fixtures[0][0], "setUpClass (app.tests.Big)")

@@ -182,6 +182,18 @@ class InvocationTests(SimpleTestCase):
         self.assertIn("on 2 worker processes", result.output)
         self.assertEqual(len(re.findall(r"^Ran \d+ tests?", result.output, re.M)), 2)
 
+    def test_a_worker_ends_after_serving_not_running_the_rest_of_the_script(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            after = Path(tmp) / "after.txt"
+            result = run(
+                ["configured.py", "multidb"],
+                env={**self.env, "CONFIGURED_AFTER": str(after)},
+            )
+            self.assertEqual(result.returncode, 0, result.output)
+            # Only the process that ran the script, not its workers.
+            [line] = after.read_text().splitlines()
+            self.assertRegex(line, r"^pid \d+: first=0 second=0$")
+
 
 class FreshInterpreterInvocationTests(InvocationTests):
     """The same, with workers started by re-running the command (the way

@@ -17,7 +17,11 @@ from typing import Any
 from concurrent_runner.parallel import protocol as p
 from concurrent_runner.parallel.controller import RunController, TestInfo
 from concurrent_runner.parallel.endings import EndKind
-from concurrent_runner.parallel.loop import GroupedParallelSuite, WorkerPool
+from concurrent_runner.parallel.loop import (
+    GroupedParallelSuite,
+    ResultReport,
+    WorkerPool,
+)
 from concurrent_runner.planning.groups import build_units, class_label
 from concurrent_runner.planning.plan import make_plan
 
@@ -257,3 +261,38 @@ class LoopTests(unittest.TestCase):
 
         with self.assertRaisesRegex(SystemExit, "the clone failed"):
             run_suite(cloning=FailedCloning())
+
+
+def text_result() -> unittest.TextTestResult:
+    return unittest.TextTestResult(
+        unittest.runner._WritelnDecorator(io.StringIO()),  # type: ignore[attr-defined]
+        True,
+        1,
+    )
+
+
+class ResultReportTests(unittest.TestCase):
+    def test_what_a_unit_wrote_outside_its_tests_is_shown(self) -> None:
+        result = text_result()
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            ResultReport(result, make_tests()).output(b"setUpClass\n", b"on fd 2\n")
+        self.assertEqual(
+            (out.getvalue(), err.getvalue()), ("setUpClass\n", "on fd 2\n")
+        )
+        self.assertTrue(result.wasSuccessful())
+
+    def test_a_fixture_error_keeps_what_the_buffer_held(self) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = text_result()
+            result.buffer = True
+            ResultReport(result, make_tests()).fixture(
+                p.FixtureOutcome(
+                    0,
+                    "setUpClass (fake.mod.Big)",
+                    p.Error((RuntimeError, RuntimeError("no"), None)),
+                    buffered_stdout="in setUpClass\n",
+                )
+            )
+        [(_holder, text)] = result.errors
+        self.assertIn("Stdout:\nin setUpClass", text)

@@ -182,6 +182,39 @@ class PortableTests(unittest.TestCase):
         self.assertEqual(p.portable([1, lock]), repr([1, lock]))
 
 
+class UnicodeErrorTests(unittest.TestCase):
+    """A lone surrogate printed to a strict stdout: the error's report reads
+    as it does serially, after the trip through the pipe."""
+
+    def test_encode_and_decode_errors_keep_their_message(self) -> None:
+        def strict_print() -> None:
+            "<\udcff>".encode("utf-8")
+
+        def bad_bytes() -> None:
+            b"<\xff>".decode("utf-8")
+
+        for func in (strict_print, bad_bytes):
+            with self.subTest(func.__name__):
+                err = p.portable_exc_info(caught(func))
+                loaded = pickle.loads(pickle.dumps(err))
+                self.assertIs(loaded[0], err[0])
+                self.assertEqual(str(loaded[1]), str(err[1]))
+                self.assertIn("in position 1", str(loaded[1]))
+                text = "".join(traceback.format_exception(*loaded))
+                self.assertIn(f"in {func.__name__}", text)
+
+    def test_the_chain_travels_too(self) -> None:
+        def chained() -> None:
+            try:
+                raise KeyError("first")
+            except KeyError as exc:
+                raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "no") from exc
+
+        loaded = pickle.loads(pickle.dumps(p.portable_exc_info(caught(chained))))
+        self.assertIsInstance(loaded[1].__cause__, KeyError)
+        self.assertEqual(loaded[1].reason, "no")
+
+
 class MessageTests(unittest.TestCase):
     def test_test_done_pickles_with_outcomes(self) -> None:
         record = p.TestRecord(
@@ -192,17 +225,21 @@ class MessageTests(unittest.TestCase):
                 p.Skip("why"),
             ],
             duration=0.5,
-            stdout="out",
-            stderr="err",
+            stdout=b"out \xff",
+            stderr=b"err",
+            buffered_stdout="held \udcff",
             sql="SELECT 1",
         )
         loaded = pickle.loads(pickle.dumps(p.TestDone(unit=2, record=record)))
         self.assertEqual(loaded.unit, 2)
         self.assertEqual(
             (loaded.record.index, loaded.record.duration, loaded.record.stdout),
-            (3, 0.5, "out"),
+            (3, 0.5, b"out \xff"),
         )
-        self.assertEqual((loaded.record.stderr, loaded.record.sql), ("err", "SELECT 1"))
+        self.assertEqual(
+            (loaded.record.stderr, loaded.record.sql), (b"err", "SELECT 1")
+        )
+        self.assertEqual(loaded.record.buffered_stdout, "held \udcff")
         failure, subtest, skip = loaded.record.outcomes
         self.assertIs(failure.err[0], ValueError)
         self.assertEqual((subtest.message, subtest.params), ("m", {"i": 1}))
@@ -215,6 +252,8 @@ class MessageTests(unittest.TestCase):
             p.Hello(123, ["a.B.test_c"]),
             p.TestStarted(1, 3),
             p.UnitDone(1, {"a.B": 0.25}),
+            p.UnitOutput(1, b"setUpClass \xff\n", b""),
+            p.FixtureOutcome(1, "setUpClass (a.B)", p.Skip("no"), "held\n", ""),
             p.Configure({"default": {"NAME": "x"}, "other": "default"}, {}, False),
         ):
             with self.subTest(message=message):

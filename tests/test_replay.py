@@ -6,9 +6,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import sys
+import threading
+import time
 import unittest
 from typing import Any
+from unittest import mock
 
 from django.test.runner import DebugSQLTextTestResult
 
@@ -19,10 +23,13 @@ from concurrent_runner.parallel.replay import (
     replay_fixture,
     replay_fixture_error,
     replay_outcome,
+    replay_output,
     replay_test,
 )
 
 MODULE = "fake.mod"
+#: Seconds any wait in these tests may take.
+BOUND = 30.0
 
 
 def make_test(method: str = "test_it", cls_name: str = "Sample") -> Any:
@@ -256,7 +263,9 @@ class BufferedFixtureTests(unittest.TestCase):
             replay_test(
                 result,
                 make_test(),
-                record(p.Failure(exc_info(AssertionError())), stdout="earlier\n"),
+                record(
+                    p.Failure(exc_info(AssertionError())), buffered_stdout="earlier\n"
+                ),
             )
             replay_fixture(
                 result, "tearDownClass (fake.mod.Sample)", p.Error(exc_info(OSError()))
@@ -310,8 +319,8 @@ class OutputTests(unittest.TestCase):
                 make_test(),
                 record(
                     p.Failure(exc_info(AssertionError())),
-                    stdout="printed\n",
-                    stderr="warned\n",
+                    stdout=b"printed\n",
+                    stderr=b"warned\n",
                 ),
             )
         self.assertEqual(
@@ -327,7 +336,11 @@ class OutputTests(unittest.TestCase):
             replay_test(
                 result,
                 make_test(),
-                record(outcome, stdout="hello from the test\n", stderr="a warning\n"),
+                record(
+                    outcome,
+                    buffered_stdout="hello from the test\n",
+                    buffered_stderr="a warning\n",
+                ),
             )
         return result, captured.getvalue()
 
@@ -354,7 +367,7 @@ class OutputTests(unittest.TestCase):
         captured = io.StringIO()
         result, stream = text_result()
         with contextlib.redirect_stdout(captured):
-            replay_test(result, make_test(), record(p.Success(), stdout="plain\n"))
+            replay_test(result, make_test(), record(p.Success(), stdout=b"plain\n"))
         self.assertEqual(captured.getvalue(), "plain\n")
         self.assertNotIn("plain", stream.getvalue())
 
@@ -438,3 +451,157 @@ class NamedSkipsTests(unittest.TestCase):
         self.assertEqual(
             stream.getvalue(), f"test_c ({MODULE}.Sample.test_c) ... skipped 'later'\n"
         )
+
+
+class WrittenOutputTests(unittest.TestCase):
+    """The parent writes what a worker caught as bytes, to real streams and
+    to stand-ins, and no stream it writes to can stop the run."""
+
+    def real_stream(self, errors: str = "strict") -> tuple[Any, io.BytesIO]:
+        raw = io.BytesIO()
+        return io.TextIOWrapper(raw, encoding="utf-8", errors=errors), raw
+
+    def test_bytes_reach_a_strict_stdout_as_they_are(self) -> None:
+        # PYTHONIOENCODING=utf-8:strict; the worker's stdout was as strict,
+        # so these bytes came from os.write or sys.stdout.buffer.
+        stdout, raw = self.real_stream()
+        result, _stream = text_result()
+        with contextlib.redirect_stdout(stdout):
+            replay_test(result, make_test(), record(p.Success(), stdout=b"<\xff>\n"))
+        stdout.flush()
+        self.assertEqual(raw.getvalue(), b"<\xff>\n")
+        self.assertTrue(result.wasSuccessful())
+
+    def test_a_text_stand_in_gets_the_text_the_test_printed(self) -> None:
+        captured = io.StringIO()
+        result, _stream = text_result()
+        with contextlib.redirect_stdout(captured):
+            replay_test(result, make_test(), record(p.Success(), stdout=b"<\xff>\n"))
+        # As the worker's surrogateescape stdout encoded "<\udcff>".
+        self.assertEqual(captured.getvalue(), "<\udcff>\n")
+
+    def test_buffered_text_a_stream_cannot_encode_is_escaped(self) -> None:
+        stdout, raw = self.real_stream()
+        result, _stream = text_result()
+        with contextlib.redirect_stdout(stdout):
+            replay_test(
+                result, make_test(), record(p.Success(), buffered_stdout="<\udcff>\n")
+            )
+        stdout.flush()
+        self.assertEqual(raw.getvalue(), b"<\\udcff>\n")
+
+    def test_with_buffer_direct_output_is_shown_and_printed_output_held(self) -> None:
+        stdout, raw = self.real_stream()
+        with contextlib.redirect_stdout(stdout):
+            result, _stream = text_result()  # remembers the real stdout
+            result.buffer = True
+            replay_test(
+                result,
+                make_test(),
+                record(
+                    p.Failure(exc_info(AssertionError("x"))),
+                    stdout=b"os.write\n",
+                    buffered_stdout="print\n",
+                ),
+            )
+        stdout.flush()
+        [(_test, text)] = result.failures
+        self.assertIn("Stdout:\nprint\n", text)
+        self.assertNotIn("os.write", text)
+        shown = raw.getvalue().decode()
+        self.assertTrue(shown.startswith("os.write\n"), shown)
+        self.assertIn("Stdout:\nprint", shown)  # unittest's mirror of a failure
+
+    def test_unit_output_goes_straight_to_stdout_and_stderr(self) -> None:
+        stdout, out_raw = self.real_stream()
+        stderr, err_raw = self.real_stream()
+        result, _stream = text_result()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            replay_output(result, b"setUpClass\n", b"tearDownClass\n")
+        stdout.flush()
+        stderr.flush()
+        self.assertEqual(out_raw.getvalue(), b"setUpClass\n")
+        self.assertEqual(err_raw.getvalue(), b"tearDownClass\n")
+
+    def test_a_fixture_error_shows_what_the_buffer_held(self) -> None:
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            result, _stream = text_result()
+            result.buffer = True
+            replay_fixture(
+                result,
+                "setUpClass (fake.mod.Sample)",
+                p.Error(exc_info(RuntimeError("no"))),
+                buffered_stdout="in setUpClass\n",
+            )
+        [(_holder, text)] = result.errors
+        self.assertIn("Stdout:\nin setUpClass", text)
+
+
+class BrokenStdoutTests(unittest.TestCase):
+    """A stdout that fails: said once on stderr, and replay goes on."""
+
+    def pipe(self, *, reader_open: bool) -> tuple[Any, int]:
+        reading, writing = os.pipe()
+        stdout = io.TextIOWrapper(io.FileIO(writing, "w"), encoding="utf-8")
+        self.addCleanup(stdout.close)
+        if reader_open:
+            self.addCleanup(os.close, reading)
+        else:
+            os.close(reading)
+        return stdout, reading
+
+    def replay_two(self, stdout: Any) -> tuple[Any, str]:
+        stderr = io.StringIO()
+        result, _stream = text_result()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            replay_test(result, make_test("test_a"), record(p.Success(), stdout=b"a\n"))
+            replay_test(
+                result,
+                make_test("test_b"),
+                record(p.Failure(exc_info(AssertionError())), stdout=b"b\n"),
+            )
+        return result, stderr.getvalue()
+
+    def test_a_closed_pipe(self) -> None:
+        stdout, _reading = self.pipe(reader_open=False)
+        result, said = self.replay_two(stdout)
+        self.assertEqual(result.testsRun, 2)
+        self.assertEqual(len(result.failures), 1)
+        self.assertEqual(said.count("Could not write a test's output"), 1, said)
+        self.assertIn("BrokenPipeError", said)
+        stdout.flush()  # nothing of ours left in Python's buffer
+
+    def test_a_full_non_blocking_pipe_is_waited_for(self) -> None:
+        stdout, reading = self.pipe(reader_open=True)
+        os.set_blocking(stdout.fileno(), False)
+        data = bytes(range(256)) * 4096  # 1 MiB: many times a pipe's size
+        got = bytearray()
+
+        def drain() -> None:
+            while len(got) < len(data):
+                time.sleep(0.001)  # slower than the writer
+                got.extend(os.read(reading, 65536))
+
+        thread = threading.Thread(target=drain, daemon=True)
+        thread.start()
+        result, _stream = text_result()
+        stderr = io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            replay_test(result, make_test(), record(p.Success(), stdout=data))
+        thread.join(BOUND)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual(bytes(got), data)
+        self.assertEqual(stderr.getvalue(), "")
+
+    def test_a_pipe_that_stays_full_is_given_up_on(self) -> None:
+        stdout, _reading = self.pipe(reader_open=True)
+        os.set_blocking(stdout.fileno(), False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(stdout.fileno(), b"x" * 65536)
+        with mock.patch("concurrent_runner.parallel.replay.WRITE_TIMEOUT", 0.05):
+            result, said = self.replay_two(stdout)
+        self.assertEqual(result.testsRun, 2)
+        self.assertEqual(said.count("Could not write a test's output"), 1, said)
+        self.assertIn("TimeoutError", said)

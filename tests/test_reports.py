@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from concurrent_runner.parallel import protocol as p
+from concurrent_runner.parallel.replay import replay_test
 from concurrent_runner.planning.groups import Strategy, Unit
 from concurrent_runner.reports.junit import JUnitRecording, JUnitReport
 from concurrent_runner.reports.progress import Progress
@@ -161,6 +162,46 @@ class JUnitTests(unittest.TestCase):
         root = ET.fromstring(run_sample(buffer=True)[0].to_xml())
         ok = next(c for c in root.iter("testcase") if c.get("name") == "test_ok")
         self.assertEqual(ok.findtext("system-out"), "hello from test_ok\n")
+
+
+class ReplayedJUnitTests(unittest.TestCase):
+    """A worker's record: what reached its fd 1 and 2 (bytes), then what
+    --buffer held, and its duration."""
+
+    def replay(self, record: Any, buffer: bool = False) -> ET.Element:
+        class Sample(unittest.TestCase):
+            def test_it(self) -> None:
+                pass
+
+        report = JUnitReport()
+        cls = type("R", (JUnitRecording, unittest.TextTestResult), {"junit": report})
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = cls(unittest.runner._WritelnDecorator(io.StringIO()), True, 0)  # type: ignore[attr-defined]
+            result.buffer = buffer
+            replay_test(result, Sample("test_it"), record)
+        root = check_junit_schema(self, report.to_xml())
+        return next(root.iter("testcase"))
+
+    def test_bytes_and_buffered_text(self) -> None:
+        case = self.replay(
+            p.TestRecord(
+                0,
+                [p.Success()],
+                duration=1.5,
+                stdout=b"fd 1 \xff\n",
+                stderr=b"fd 2\n",
+                buffered_stdout="printed\n",
+            ),
+            buffer=True,
+        )
+        self.assertEqual(case.findtext("system-out"), "fd 1 \\xff\nprinted\n")
+        self.assertEqual(case.findtext("system-err"), "fd 2\n")
+        self.assertEqual(case.get("time"), "1.500")
+
+    def test_a_skip_that_never_started_has_no_time_of_its_own(self) -> None:
+        case = self.replay(p.TestRecord(0, [p.Skip("why")], started=False))
+        self.assertLess(float(case.get("time", "nan")), 0.5)
+        self.assertIsNotNone(case.find("skipped"))
 
 
 class FakeTTY(io.StringIO):

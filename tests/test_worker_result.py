@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import pickle
 import re
@@ -16,6 +17,7 @@ import unittest
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 from django.db import connections
 from django.test.runner import DebugSQLTextTestResult
@@ -161,12 +163,20 @@ def run_in_worker(
     indices: list[int] | None = None,
     conn: FakeConnection | None = None,
     failfast: bool = False,
+    buffer: bool = True,
 ) -> tuple[FakeConnection, bool]:
+    """As ``run_direct`` does, with ``--buffer`` unless told otherwise."""
     conn = conn or FakeConnection()
     if indices is None:
         indices = list(range(len(tests)))
     with quiet():
-        more = run_unit(conn, p.RunUnit(unit, indices), tests, failfast=failfast)  # type: ignore[arg-type]
+        more = run_unit(
+            conn,  # type: ignore[arg-type]
+            p.RunUnit(unit, indices),
+            tests,
+            failfast=failfast,
+            buffer=buffer,
+        )
     return conn, more
 
 
@@ -285,14 +295,14 @@ class ReplayMatchesDirectRunTests(unittest.TestCase):
             self.tests[m.record.index].id(): m.record for m in self.conn.of(p.TestDone)
         }
         self.assertEqual(
-            records[label("Outcomes.test_print_and_fail")].stdout,
+            records[label("Outcomes.test_print_and_fail")].buffered_stdout,
             "hello from a failing test\n",
         )
         self.assertEqual(
-            records[label("Outcomes.test_print_and_pass")].stdout,
+            records[label("Outcomes.test_print_and_pass")].buffered_stdout,
             "hello from a passing test\n",
         )
-        self.assertEqual(records[label("Outcomes.test_pass")].stdout, "")
+        self.assertEqual(records[label("Outcomes.test_pass")].buffered_stdout, "")
         [text] = [
             x
             for t, x in self.replayed.failures
@@ -463,6 +473,61 @@ class WorkerResultTests(unittest.TestCase):
         self.assertIn("HoldsALambda", text)
         self.assertIn("cannot travel", text)
         self.assertIn("in test_it", text)
+
+
+class UnstartedSkipTests(unittest.TestCase):
+    """Python 3.12.0 and 3.12.1 report a ``@skip`` test with addSkip and
+    stopTest, never startTest; here that sequence is played on any Python."""
+
+    def tests(self) -> list[unittest.TestCase]:
+        cls = make_class(
+            "Skips", {"test_a": lambda self: None, "test_b": lambda self: None}
+        )
+        return [cls("test_a"), cls("test_b")]
+
+    def test_the_first_test_of_a_unit(self) -> None:
+        tests = self.tests()
+        conn = FakeConnection()
+        result = WorkerResult(conn, 0, tests)  # type: ignore[arg-type]
+        result.addSkip(tests[0], "why")
+        result.stopTest(tests[0])  # AttributeError: no _test_started, once
+        [done] = conn.of(p.TestDone)
+        self.assertEqual(done.record.outcomes, [p.Skip("why")])
+        self.assertFalse(done.record.started)
+        self.assertFalse(conn.of(p.TestStarted))
+
+    def test_no_duration_not_the_previous_tests(self) -> None:
+        tests = self.tests()
+        conn = FakeConnection()
+        result = WorkerResult(conn, 0, tests)  # type: ignore[arg-type]
+        # A clock that moves 5 s at every look.
+        with mock.patch("time.monotonic", side_effect=itertools.count(0, 5)):
+            result.startTest(tests[0])
+            result.addSuccess(tests[0])
+            result.stopTest(tests[0])
+            result.addSkip(tests[1], "why")
+            result.stopTest(tests[1])
+        first, second = (m.record for m in conn.of(p.TestDone))
+        self.assertIsNotNone(first.duration)
+        # Serially such a skip has no duration (no addDuration); it used to
+        # get the time since the previous test started.
+        self.assertIsNone(second.duration)
+
+    def test_a_class_whose_first_test_is_skipped_runs_whole(self) -> None:
+        @unittest.skip("skipped before it starts")
+        def test_1(self: Any) -> None:
+            pass
+
+        def test_2(self: Any) -> None:
+            self.fail("the class's real failure")
+
+        cls = make_class("SkippedFirst", {"test_1": test_1, "test_2": test_2})
+        tests = [cls("test_1"), cls("test_2")]
+        conn, more = run_in_worker(tests)
+        self.assertTrue(more)
+        kinds = [[type(o) for o in m.record.outcomes] for m in conn.of(p.TestDone)]
+        self.assertEqual(kinds, [[p.Skip], [p.Failure]])
+        self.assertEqual(summary(replay(tests, conn.sent)), summary(run_direct(tests)))
 
 
 class DebugSQLTests(unittest.TestCase):

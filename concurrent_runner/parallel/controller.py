@@ -69,7 +69,9 @@ class RunReport(Protocol):
 
     def test(self, index: int, record: p.TestRecord) -> None: ...
 
-    def fixture(self, description: str, outcome: p.Error | p.Skip) -> None: ...
+    def fixture(self, message: p.FixtureOutcome) -> None: ...
+
+    def output(self, stdout: bytes, stderr: bytes) -> None: ...
 
     def test_error(self, index: int, error: Exception) -> None: ...
 
@@ -309,18 +311,23 @@ class RunController:
                     listener.test_done(slot, record)
             self._check_stop()
 
-    def fixture_outcome(
-        self, slot: int, description: str, outcome: p.Error | p.Skip
-    ) -> None:
+    def fixture_outcome(self, slot: int, message: p.FixtureOutcome) -> None:
+        """A class or module fixture failed or skipped (setUpClass ...)."""
         if not self._reporting:
             return
         with self._writing():
-            self._report().fixture(description, outcome)
-            if isinstance(outcome, p.Error):
+            self._report().fixture(message)
+            if isinstance(message.outcome, p.Error):
                 self.slots[slot].failed = True
                 for listener in self.listeners:
                     listener.fixture_failed(slot)
         self._check_stop()
+
+    def unit_output(self, slot: int, stdout: bytes, stderr: bytes) -> None:
+        """What a unit wrote outside any test (its fixtures)."""
+        if self._reporting:
+            with self._writing():
+                self._report().output(stdout, stderr)
 
     def unit_done(
         self,

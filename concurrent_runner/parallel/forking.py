@@ -206,7 +206,9 @@ class ForkedProcess:
 class ForkServer:
     """Forks a copy of this process to fork workers from; see the module."""
 
-    def __init__(self, tests: Sequence[Any], *, failfast: bool) -> None:
+    def __init__(
+        self, tests: Sequence[Any], *, failfast: bool, buffer: bool = False
+    ) -> None:
         from django.db import connections
 
         # The copy must not share a database connection with us, nor print
@@ -225,7 +227,7 @@ class ForkServer:
             code = 1
             try:
                 self.control.close()
-                _serve_forks(connect_child(child_end.detach()), tests, failfast)
+                _serve_forks(connect_child(child_end.detach()), tests, failfast, buffer)
                 code = 0
             except BaseException:
                 traceback.print_exc()
@@ -323,7 +325,9 @@ class ForkServer:
 # -- the fork server -------------------------------------------------------
 
 
-def _serve_forks(control: Connection, tests: Sequence[Any], failfast: bool) -> None:
+def _serve_forks(
+    control: Connection, tests: Sequence[Any], failfast: bool, buffer: bool
+) -> None:
     """Fork a worker per request and reap them; ends when the parent does."""
     os.setsid()  # a Ctrl-C at the terminal is the parent's to handle
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -366,7 +370,7 @@ def _serve_forks(control: Connection, tests: Sequence[Any], failfast: bool) -> N
                     for fd_ in (wake_r, wake_w):
                         os.close(fd_)
                     control.close()
-                    _become_worker(fd, request, tests, failfast)
+                    _become_worker(fd, request, tests, failfast, buffer)
                     code = 0
                 except BaseException:
                     traceback.print_exc()
@@ -411,7 +415,7 @@ def _clean_exit() -> None:
 
 
 def _become_worker(
-    fd: int, request: ForkRequest, tests: Sequence[Any], failfast: bool
+    fd: int, request: ForkRequest, tests: Sequence[Any], failfast: bool, buffer: bool
 ) -> None:
     """In the forked child: the same set-up a fresh worker gets, then serve."""
     from .worker import WorkerSpec, dump_stacks_on_sigusr1, serve
@@ -430,4 +434,4 @@ def _become_worker(
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
     dump_stacks_on_sigusr1(request.stack_path)
-    serve(connect_child(fd), tests, failfast=failfast)
+    serve(connect_child(fd), tests, failfast=failfast, buffer=buffer, stdio=spec.stdio)

@@ -27,7 +27,13 @@ from .controller import RunController, RunListener
 from .endings import EndKind, WorkerEnding
 from .interrupts import Interrupts
 from .processes import STARTUP_TIMEOUT, STOP_GRACE, TERMINATE_GRACE
-from .replay import replay_error, replay_fixture, replay_fixture_error, replay_test
+from .replay import (
+    replay_error,
+    replay_fixture,
+    replay_fixture_error,
+    replay_output,
+    replay_test,
+)
 from .workers import WorkerProcess, end_workers
 
 #: Longest wait for a message before the loop looks at timers and processes.
@@ -78,8 +84,17 @@ class ResultReport:
     def test(self, index: int, record: p.TestRecord) -> None:
         replay_test(self.result, self.tests[index], record)
 
-    def fixture(self, description: str, outcome: p.Error | p.Skip) -> None:
-        replay_fixture(self.result, description, outcome)
+    def fixture(self, message: p.FixtureOutcome) -> None:
+        replay_fixture(
+            self.result,
+            message.description,
+            message.outcome,
+            message.buffered_stdout,
+            message.buffered_stderr,
+        )
+
+    def output(self, stdout: bytes, stderr: bytes) -> None:
+        replay_output(self.result, stdout, stderr)
 
     def test_error(self, index: int, error: Exception) -> None:
         replay_error(self.result, self.tests[index], error)
@@ -291,8 +306,10 @@ class GroupedParallelSuite(unittest.TestSuite):
                 controller.fixture_started(slot, message)
             case p.TestDone(record=record):
                 controller.test_done(slot, record)
-            case p.FixtureOutcome(description=description, outcome=outcome):
-                controller.fixture_outcome(slot, description, outcome)
+            case p.FixtureOutcome():
+                controller.fixture_outcome(slot, message)
+            case p.UnitOutput(stdout=stdout, stderr=stderr):
+                controller.unit_output(slot, stdout, stderr)
             case p.UnitDone(unit=unit, abandoned=True, retry=retry):
                 controller.unit_abandoned(slot, unit, retry)
             case p.UnitDone(unit=unit, class_durations=durations, flushed=flushed):

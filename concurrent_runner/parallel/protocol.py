@@ -9,6 +9,7 @@ when the original will not pickle.
 
 from __future__ import annotations
 
+import copyreg
 import pickle
 import traceback
 from dataclasses import dataclass, field
@@ -20,6 +21,48 @@ import tblib.pickling_support
 from ..environment import WORKER_ENV  # noqa: F401 - also named here
 
 tblib.pickling_support.install()
+
+
+def _rebuilt(
+    cls: type[BaseException],
+    args: tuple[Any, ...],
+    cause: BaseException | None,
+    tb: TracebackType | None,
+    context: BaseException | None,
+    suppress_context: bool,
+) -> BaseException:
+    exc = cls(*args)
+    exc.__cause__, exc.__context__ = cause, context
+    exc.__suppress_context__ = suppress_context
+    return exc.with_traceback(tb)
+
+
+def _reduce_with_args(exc: BaseException) -> tuple[Any, ...]:
+    return (
+        _rebuilt,
+        (
+            type(exc),
+            exc.args,
+            exc.__cause__,
+            exc.__traceback__,
+            exc.__context__,
+            exc.__suppress_context__,
+        ),
+    )
+
+
+def _keep_unicode_errors_whole() -> None:
+    """tblib rebuilds an exception whose class has its own ``__init__``
+    from no arguments, which leaves a ``UnicodeEncodeError`` (a lone
+    surrogate printed to a strict stdout) without its encoding, object,
+    position and reason: its report would read "UnicodeEncodeError" and
+    nothing more. These are rebuilt from their arguments instead (the
+    traceback and chain still travel through tblib)."""
+    for cls in (UnicodeEncodeError, UnicodeDecodeError, UnicodeTranslateError):
+        copyreg.pickle(cls, _reduce_with_args)
+
+
+_keep_unicode_errors_whole()
 
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 
@@ -39,6 +82,7 @@ def portable_exc_info(err: ExcInfo, test: object = None) -> ExcInfo:
         # project's own errors (and a driver's) would lose their __cause__,
         # __context__ and traceback without this.
         tblib.pickling_support.install(err[1])
+        _keep_unicode_errors_whole()  # which install() may just have undone
         pickle.loads(pickle.dumps(err))
         return err
     except Exception as exc:
@@ -118,8 +162,14 @@ class TestRecord:
     index: int
     outcomes: list[Outcome] = field(default_factory=list)
     duration: float | None = None
-    stdout: str = ""
-    stderr: str = ""
+    #: What reached the worker's fd 1 and 2 during the test, as bytes: the
+    #: parent writes them to its own stdout and stderr as they are.
+    stdout: bytes = b""
+    stderr: bytes = b""
+    #: With ``--buffer``: what unittest's buffers (``sys.stdout`` and
+    #: ``sys.stderr`` during the test) held, for the report of a failure.
+    buffered_stdout: str = ""
+    buffered_stderr: str = ""
     sql: str = ""
     #: False for a test skipped before it started (Python 3.12+ reports such
     #: a skip without startTest, and does not count it as run).
@@ -227,6 +277,21 @@ class FixtureOutcome:
     unit: int
     description: str
     outcome: Error | Skip
+    #: With ``--buffer``: what unittest's buffers held when it happened.
+    buffered_stdout: str = ""
+    buffered_stderr: str = ""
+
+
+@dataclass
+class UnitOutput:
+    """What a unit wrote to fd 1 and 2 outside any test (class and module
+    fixtures, between tests), sent before the next ``TestStarted``,
+    ``FixtureOutcome`` or ``UnitDone``: shown as it comes, also with
+    ``--buffer``, which holds only what goes through ``sys.stdout``."""
+
+    unit: int
+    stdout: bytes
+    stderr: bytes
 
 
 @dataclass

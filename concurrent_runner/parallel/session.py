@@ -50,6 +50,7 @@ class SessionOptions:
     debug_sql: bool = False
     shuffle_seed: int | None = None
     group_timeout: float | None = None
+    buffer: bool = False
 
 
 class ParallelSession:
@@ -134,7 +135,11 @@ class ParallelSession:
             # Now, while this process has the suite and no database yet. If
             # the system will not fork, workers are fresh interpreters.
             with contextlib.suppress(OSError):
-                self._forks = ForkServer(self.tests, failfast=self.options.failfast)
+                self._forks = ForkServer(
+                    self.tests,
+                    failfast=self.options.failfast,
+                    buffer=self.options.buffer,
+                )
         self.controller.start()  # they start while the databases are made
         old_config = None
         try:

@@ -12,6 +12,7 @@ imports nothing from the parent side.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import io
 import json
@@ -22,7 +23,7 @@ import sys
 import time
 import unittest
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -30,6 +31,7 @@ from django.conf import settings
 from django.db import connections
 
 from . import protocol as p
+from .capture import Capture, adopt_stdio, stdio_settings
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class WorkerSpec:
     run: int  # which run_tests() call of the process is the parallel one
     shuffle_seed: int | None
     stack_file: str  # where faulthandler writes the stacks on SIGUSR1
+    #: How the parent's sys.stdout and sys.stderr encode and buffer, taken
+    #: where the spec is made (``capture.adopt_stdio``).
+    stdio: dict[str, dict[str, Any]] = field(default_factory=stdio_settings)
 
     def dumps(self) -> str:
         return json.dumps(self.__dict__)
@@ -60,8 +65,11 @@ def _subtest_message(subtest: Any) -> Any:
 class WorkerResult(unittest.TestResult):
     """Records each test as one ``TestRecord`` and sends it when it stops.
 
-    Output is always buffered here (``buffer``), so that what a test prints
-    travels with its record and the parent can show it in one block.
+    What a test writes reaches fd 1 and 2, where ``capture`` catches it
+    (``sys.stdout`` stays a real file); with ``buffer`` (``--buffer``),
+    unittest's buffers stand in for ``sys.stdout`` and ``sys.stderr`` during
+    tests and fixtures, as in a serial run, and what they held travels too.
+    The parent shows both; this process never mirrors anything itself.
     """
 
     def __init__(
@@ -70,9 +78,13 @@ class WorkerResult(unittest.TestResult):
         unit: int,
         tests: Sequence[Any],
         index: dict[int, int] | None = None,
+        *,
+        buffer: bool = False,
+        capture: Capture | None = None,
     ) -> None:
         super().__init__()
-        self.buffer = True
+        self.buffer = buffer
+        self._capture = capture
         self._conn = conn
         self._unit = unit
         # id(test) -> its index; made once per worker (``test_index``), not
@@ -86,16 +98,56 @@ class WorkerResult(unittest.TestResult):
         self.current_class = ""
         self.last_error_was_interrupt = False
 
+    # -- output --------------------------------------------------------
+
+    def _snap(self) -> tuple[bytes, bytes]:
+        return self._capture.snap() if self._capture is not None else (b"", b"")
+
+    def send_output(self) -> None:
+        """Send what the unit wrote since the last test ended, outside any
+        test (a class or module fixture), before what comes next."""
+        stdout, stderr = self._snap()
+        if stdout or stderr:
+            self._conn.send(p.UnitOutput(self._unit, stdout, stderr))
+
+    def _buffered(self) -> tuple[str, str]:
+        """What --buffer's buffers hold now, while they stand in for
+        ``sys.stdout`` and ``sys.stderr``."""
+        if not self.buffer:
+            return "", ""
+        held = []
+        for name, attr in (("stdout", "_stdout_buffer"), ("stderr", "_stderr_buffer")):
+            buffer = getattr(self, attr, None)
+            in_use = buffer is not None and getattr(sys, name) is buffer
+            held.append(_text_of(buffer) if in_use else "")
+        return held[0], held[1]
+
+    def _restoreStdout(self) -> None:
+        # The parent shows a failure's output (replay); mirrored here it
+        # would reach fd 1 and be shown twice.
+        self._mirrorOutput = False
+        for attr in ("_stdout_buffer", "_stderr_buffer"):
+            buffer = getattr(self, attr, None)
+            if buffer is not None and buffer.closed:
+                # A test closed sys.stdout: unittest would raise here (and the
+                # worker die); the next test gets a new buffer.
+                setattr(self, attr, io.StringIO())
+        super()._restoreStdout()  # type: ignore[misc]
+
     # -- bookkeeping ---------------------------------------------------
+
+    def _begin(self, test: Any, *, started: bool) -> p.TestRecord:
+        self.send_output()  # what came before the test is not the test's
+        self._record = p.TestRecord(self._index[id(test)], started=started)
+        return self._record
 
     def startTest(self, test: Any) -> None:
         label = f"{type(test).__module__}.{type(test).__qualname__}"
         self._class_starts.setdefault(label, time.monotonic())
         self.current_class = label
         self.last_error_was_interrupt = False
-        index = self._index[id(test)]
-        self._conn.send(p.TestStarted(self._unit, index))
-        self._record = p.TestRecord(index)
+        record = self._begin(test, started=True)
+        self._conn.send(p.TestStarted(self._unit, record.index))
         self._test_started = time.monotonic()
         if connections_debug_sql():
             self._sql = io.StringIO()
@@ -105,23 +157,20 @@ class WorkerResult(unittest.TestResult):
 
     def stopTest(self, test: Any) -> None:
         record = self._record
-        if record is None:  # stopped without starting: skipped (3.12+)
-            record = self._record = p.TestRecord(self._index[id(test)], started=False)
+        if record is None:  # stopped without starting: skipped (3.12.0-3.12.1)
+            record = self._begin(test, started=False)
         escaping = sys.exc_info()
         if escaping[0] is not None and issubclass(escaping[0], KeyboardInterrupt):
             # unittest lets KeyboardInterrupt out of the test and calls
             # stopTest on the way; it is this test's error.
             record.outcomes.append(p.Error(self._portable(escaping, test)))
             self.last_error_was_interrupt = True
-        # unittest's buffers (TestResult._setupStdout) hold what the test printed.
-        stdout = getattr(self, "_stdout_buffer", None)
-        stderr = getattr(self, "_stderr_buffer", None)
-        record.stdout = stdout.getvalue() if stdout is not None else ""
-        record.stderr = stderr.getvalue() if stderr is not None else ""
-        # Nothing to mirror to the worker's own (unseen) stdout.
-        self._mirrorOutput = False
+        record.buffered_stdout, record.buffered_stderr = self._buffered()
         super().stopTest(test)
-        if record.duration is None:  # addDuration exists from Python 3.12
+        record.stdout, record.stderr = self._snap()
+        if record.duration is None and record.started:
+            # addDuration exists from Python 3.12. A test skipped before it
+            # started has no duration, as in a serial run.
             record.duration = time.monotonic() - self._test_started
         if self._sql_handler is not None:
             logging.getLogger("django.db.backends").removeHandler(self._sql_handler)
@@ -149,14 +198,18 @@ class WorkerResult(unittest.TestResult):
     def _outcome(self, test: Any, outcome: p.Outcome) -> bool:
         """Attach to the running test; False for class/module-level events."""
         if self._record is None and id(test) in self._index:
-            # Python 3.12+ skips a test without starting it.
-            self._record = p.TestRecord(self._index[id(test)], started=False)
+            # Python 3.12.0-3.12.1 skip a test without starting it.
+            self._begin(test, started=False)
         if isinstance(test, unittest.suite._ErrorHolder) or self._record is None:  # type: ignore[attr-defined]
             description = (
                 test.description if hasattr(test, "description") else str(test)
             )
             assert isinstance(outcome, p.Error | p.Skip)
-            self._conn.send(p.FixtureOutcome(self._unit, description, outcome))
+            self.send_output()
+            out, err = self._buffered()
+            self._conn.send(
+                p.FixtureOutcome(self._unit, description, outcome, out, err)
+            )
             return False
         self._record.outcomes.append(outcome)
         return True
@@ -216,6 +269,13 @@ class WorkerResult(unittest.TestResult):
         return ""
 
 
+def _text_of(buffer: Any) -> str:
+    try:
+        return str(buffer.getvalue())
+    except ValueError:  # closed by the test
+        return ""
+
+
 def test_index(tests: Sequence[Any]) -> dict[int, int]:
     return {id(test): i for i, test in enumerate(tests)}
 
@@ -262,6 +322,33 @@ def use_databases(config: p.Configure) -> None:
         logging.getLogger("django.db.backends").setLevel(logging.DEBUG)
         for alias in connections:
             connections[alias].force_debug_cursor = True
+    mark_as_creation_does(config)
+
+
+def mark_as_creation_does(config: p.Configure) -> None:
+    """What Django's ``create_test_db`` does to the suite: the skips and
+    expected failures of ``connection.features.django_test_skips`` and
+    ``django_test_expected_failures``, applied to the test classes when
+    ``RUNNING_DJANGOS_TEST_SUITE`` is ``"true"`` (Django's own suite, a
+    database backend's). Workers start before the parent creates the
+    databases, so they apply them here, for the aliases it created.
+
+    The rest of what creating the test databases changes in the process
+    reaches a worker through ``Configure`` (``use_databases``): every
+    alias's test ``NAME`` in ``settings.DATABASES`` and in its connection,
+    test mirrors, the contents serialized for ``serialized_rollback``, and
+    ``force_debug_cursor`` (``--debug-sql``); ``MIGRATION_MODULES`` is put
+    back as it was. Caches filled while migrating (content types, sites)
+    hold ids that a clone has too, and fill again on first use; what a
+    connection sets up when it opens (``connection_created`` handlers,
+    server version, features) happens again on the worker's first query,
+    against a clone on the same server.
+    """
+    if os.environ.get("RUNNING_DJANGOS_TEST_SUITE") != "true":
+        return
+    for alias, target in config.databases.items():
+        if isinstance(target, dict):  # mirrors were not created
+            connections[alias].creation.mark_expected_failures_and_skips()
 
 
 def run_unit(
@@ -271,11 +358,15 @@ def run_unit(
     *,
     failfast: bool,
     index: dict[int, int] | None = None,
+    buffer: bool = False,
+    capture: Capture | None = None,
 ) -> bool:
     """Run one unit as a top-level suite; False if the worker should stop."""
     from .unit_suite import FlushedDatabases, UnitSuite
 
-    result = WorkerResult(conn, message.unit, tests, index)
+    result = WorkerResult(
+        conn, message.unit, tests, index, buffer=buffer, capture=capture
+    )
     result.failfast = failfast
     flushed = FlushedDatabases(
         list(connections) if message.flushed is None else message.flushed
@@ -295,6 +386,7 @@ def run_unit(
         # and the parent hands the rest of the unit to a fresh one, unless it
         # came from a fixture, where a retry would only do it again.
         in_test = result.last_error_was_interrupt
+        result.send_output()
         if not in_test:
             conn.send(
                 p.FixtureOutcome(
@@ -313,6 +405,7 @@ def run_unit(
             )
         )
         return False
+    result.send_output()  # the last class's and module's teardowns
     conn.send(
         p.UnitDone(
             message.unit, result.class_durations(), flushed=sorted(flushed.aliases)
@@ -337,26 +430,56 @@ def dump_stacks_on_sigusr1(path: str) -> None:
     faulthandler.register(signal.SIGUSR1, file=stream, all_threads=True)
 
 
-def serve(conn: Connection, tests: Sequence[Any], *, failfast: bool) -> None:
-    """The worker's loop; returns when told to stop or the parent is gone."""
+def serve(
+    conn: Connection,
+    tests: Sequence[Any],
+    *,
+    failfast: bool,
+    buffer: bool = False,
+    stdio: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """The worker's loop; returns when told to stop or the parent is gone.
+
+    ``stdio``: how the parent's stdout and stderr encode and buffer
+    (``WorkerSpec.stdio``); from the moment its databases are set, what
+    this process writes to fd 1 and 2 is caught and sent with the test or
+    unit that wrote it. What a fresh worker wrote while it started (its
+    imports, discovery) stays in its log: the test process wrote the same
+    when it started, and a serial run shows it once.
+    """
     ids = [test.id() for test in tests]
     conn.send(p.Hello(os.getpid(), ids, import_errors(tests), time.monotonic()))
+    capture: Capture | None = None
     try:
         config = conn.recv()
         if not isinstance(config, p.Configure):
             return
         use_databases(config)
+        adopt_stdio(stdio if stdio is not None else stdio_settings())
+        capture = Capture()
         index = test_index(tests)
         while True:
             message = conn.recv()
             if not isinstance(message, p.RunUnit):
                 return
-            if not run_unit(conn, message, tests, failfast=failfast, index=index):
+            if not run_unit(
+                conn,
+                message,
+                tests,
+                failfast=failfast,
+                index=index,
+                buffer=buffer,
+                capture=capture,
+            ):
                 return
     except (EOFError, OSError):
         # The parent went away; there is nobody left to report to.
         return
     finally:
+        if capture is not None:
+            # What the process says from here on (at exit) goes to its log.
+            with contextlib.suppress(OSError):
+                capture.close()
         for alias in connections:
             connection = connections[alias]
             type(connection).close(connection)  # also a stand-in's

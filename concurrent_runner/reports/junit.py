@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 import time
 import unittest
 import xml.etree.ElementTree as ET
@@ -126,6 +127,16 @@ def _one_per_kind(problems: list[Problem]) -> list[Problem]:
     return [merged[k] for k in order if k in merged]
 
 
+def _text(data: bytes) -> str:
+    """A worker's output for the report: as this process's stdout decodes
+    it, with what does not decode shown as ``\\xNN``."""
+    encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
+    try:
+        return data.decode(encoding, "backslashreplace")
+    except LookupError:
+        return data.decode("utf-8", "backslashreplace")
+
+
 def _names(test: Any) -> tuple[str, str]:
     if isinstance(test, unittest.suite._ErrorHolder):  # type: ignore[attr-defined]
         # "setUpClass (module.Class)"
@@ -172,10 +183,12 @@ class JUnitRecording:
         super().addSkip(test, reason)  # type: ignore[misc]
 
     def replayed_record(self, test: Any, record: Any) -> None:
-        """From replay: the worker's duration and captured output."""
+        """From replay: the worker's duration and captured output (what
+        reached its fd 1 and 2, then what --buffer held)."""
         case = self._junit_case or self._junit_begin(test)
         self._junit_duration = record.duration
-        case.stdout, case.stderr = record.stdout, record.stderr
+        case.stdout = _text(record.stdout) + record.buffered_stdout
+        case.stderr = _text(record.stderr) + record.buffered_stderr
 
     def stopTest(self, test: unittest.TestCase) -> None:
         case = self._junit_case or self._junit_begin(test)

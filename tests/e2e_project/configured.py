@@ -2,9 +2,12 @@
 
 The first call runs one class in-process; the second runs the given labels
 with --parallel-groups 2, so its workers must re-run this script and serve
-only the second call.
+only the second call, and end there: what follows the calls is the script's
+own to run, once (each process that gets there writes a line to the file
+named by CONFIGURED_AFTER).
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -27,4 +30,7 @@ second = Runner(verbosity=1, interactive=False, parallel_groups=2).run_tests(
     sys.argv[1:] or ["multidb"]
 )
 print(f"configured.py: first={first} second={second}")
+if after := os.environ.get("CONFIGURED_AFTER"):
+    with open(after, "a") as file:
+        file.write(f"pid {os.getpid()}: first={first} second={second}\n")
 sys.exit(1 if first or second else 0)

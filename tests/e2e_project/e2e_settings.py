@@ -29,12 +29,17 @@ INSTALLED_APPS = [
     "covered",
     "flushing",
     "seeded",
+    "marks",
 ]
 DATABASES = {
     "default": database("e2e"),
     "other": database("e2e_other"),
     "replica": {**database("e2e"), "TEST": {"MIRROR": "default"}},
 }
+if os.environ.get("E2E_MARKS_BACKEND") == "1":
+    # The same database through a backend whose features mark tests.
+    for alias in ("default", "other"):
+        DATABASES[alias]["ENGINE"] = "marks.backend"
 TEST_RUNNER = "concurrent_runner.Runner"
 CONCURRENT_RUNNER_FAST_SQLITE = os.environ.get("FAST_SQLITE", "1") == "1"
 CONCURRENT_RUNNER_FAST_FLUSH = os.environ.get("FAST_FLUSH", "1") == "1"
