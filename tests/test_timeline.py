@@ -12,7 +12,9 @@ from pathlib import Path
 from concurrent_runner.reports.timeline import (
     Bar,
     Timeline,
+    fitted,
     render_html,
+    short_name,
     summarise,
     to_json,
 )
@@ -156,6 +158,22 @@ class HtmlTests(unittest.TestCase):
             "app.tests.C.t\napp.tests.D.t</title>",
             self.html,
         )
+
+    def test_bars_wide_enough_are_labelled(self) -> None:
+        # 6 s of wall time over 1100 px: every unit bar here has room.
+        labels = re.findall(r'<text class="bar-label"[^>]*>([^<]*)</text>', self.html)
+        self.assertIn("A", labels)  # the class's own name
+        self.assertIn("g", labels)  # a serial group's name
+        self.assertIn("creating the test databases", labels)
+
+    def test_labels_fit_their_bar_or_are_left_out(self) -> None:
+        self.assertEqual(fitted("CheckoutTests", 200), "CheckoutTests")
+        self.assertEqual(fitted("CheckoutTests", 50), "Check…")
+        self.assertEqual(fitted("CheckoutTests", 20), "")
+        unit = {"kind": "unit", "label": "app.tests.A", "strategy": "free"}
+        self.assertEqual(short_name(unit), "A")
+        group = {"label": "g (serial: x)", "strategy": "serial", "group": "g"}
+        self.assertEqual(short_name(group), "g")
 
     def test_header_totals(self) -> None:
         for element, text in (

@@ -237,7 +237,8 @@ def render_html(data: dict[str, Any]) -> str:
 <h2>Slowest units</h2><ol class="slowest">{slowest}</ol>
 <p class="legend">{legend}<span class="key"><i class="failed-key"></i>failed</span>
 <span class="key"><i class="phase-key"></i>isolated phase</span></p>
-<p class="hint">Hover a bar for its unit, tests, duration and outcome.</p>
+<p class="hint">Bars are labelled where they are wide enough; hover a bar for its
+unit, tests, duration and outcome.</p>
 {svg}
 </body></html>
 """
@@ -258,12 +259,47 @@ def _bar(bar: dict[str, Any], x: Any, y: int, kind: str) -> str:
         + (f", {bar['outcome']}" if bar.get("outcome") else "")
         + (f"\n{shown}" if shown else "")
     )
-    return (
+    left = x(bar["start"])
+    width = max(x(bar["end"]) - left, 1.5)
+    rect = (
         f'<rect class="{classes}" data-label="{_esc(bar["label"])}" '
-        f'x="{x(bar["start"]):.1f}" y="{y + 1}" '
-        f'width="{max(x(bar["end"]) - x(bar["start"]), 1.5):.1f}" height="{LANE - 8}" '
+        f'x="{left:.1f}" y="{y + 1}" '
+        f'width="{width:.1f}" height="{LANE - 8}" '
         f'fill="{colour}"><title>{_esc(title)}</title></rect>'
     )
+    shown_label = fitted(short_name(bar), width)
+    if not shown_label:
+        return rect
+    return rect + (
+        f'<text class="bar-label" x="{left + 3:.1f}" y="{y + 14}">'
+        f"{_esc(shown_label)}</text>"
+    )
+
+
+#: About how wide one character of a bar's label is, in px (11px sans-serif).
+CHAR_WIDTH = 6.5
+
+
+def short_name(bar: dict[str, Any]) -> str:
+    """What a bar is called on the page: a serial group by its name, a class
+    by its own name (its module is in the tooltip), anything else as is."""
+    if bar.get("strategy") in ("serial", "isolated_serial") and bar.get("group"):
+        return str(bar["group"])
+    label = str(bar["label"])
+    if bar.get("kind", "unit") == "unit" and " " not in label:
+        return label.rsplit(".", 1)[-1]
+    return label
+
+
+def fitted(label: str, width: float) -> str:
+    """``label`` cut to fit a bar ``width`` px wide (with an ellipsis), or
+    nothing when not even a few characters fit."""
+    room = int((width - 6) / CHAR_WIDTH)
+    if room >= len(label):
+        return label
+    if room < 4:
+        return ""
+    return label[: room - 1] + "…"
 
 
 def _ticks(wall: float) -> list[float]:
@@ -293,6 +329,7 @@ svg.timeline { font-size: 11px; }
 .track { fill: #f2f2f2; }
 .phase.isolated { fill: #fff3c4; }
 .bar { stroke: #fff; stroke-width: 0.5; }
+.bar-label { font: 11px sans-serif; fill: #fff; pointer-events: none; }
 .bar.failed, .bar.crashed { stroke: #d62728; stroke-width: 2.5; }
 .bar.startup, .bar.databases { opacity: 0.8; }
 .lane-name { fill: #444; }
