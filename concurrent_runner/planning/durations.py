@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -27,20 +28,36 @@ def durations_path() -> Path:
 
 
 def load(path: Path) -> dict[str, float]:
+    """The durations in ``path``; ``{}`` for a missing, corrupt or foreign
+    file, without the entries that are not a finite number of seconds."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        # ValueError: not JSON, not UTF-8, or an int of more digits than
+        # Python parses; RecursionError: nested deeper than json can read.
         return {}
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
         return {}
     classes = data.get("classes", {})
     if not isinstance(classes, dict):
         return {}
-    return {
-        str(k): float(v)
-        for k, v in classes.items()
-        if isinstance(v, int | float) and v >= 0
-    }
+    loaded = {}
+    for label, value in classes.items():
+        seconds = _seconds(value)
+        if seconds is not None:
+            loaded[str(label)] = seconds
+    return loaded
+
+
+def _seconds(value: object) -> float | None:
+    """``value`` as seconds, or None if it is not a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def save(path: Path, measured: Mapping[str, float]) -> None:
