@@ -38,7 +38,7 @@ from django.test.utils import (
 from .environment import SERVER_ENV, WORKER_ENV
 from .errors import ConfigurationError
 from .planning.groups import build_units, class_label
-from .planning.sharding import parse_shard, shard_from_environ
+from .planning.sharding import Shard, resolve_shard, shard_argument
 
 if TYPE_CHECKING:  # the worker side is imported only where it is used
     from .parallel.worker import WorkerSpec
@@ -95,7 +95,7 @@ class Runner(DiscoverRunner):
         parallel_groups: int | str = 1,
         group_timeout: float | None = None,
         timeline: str | None = None,
-        shard: tuple[int, int] | None = None,
+        shard: Shard | tuple[int, int] | str | None = None,
         list_groups: bool = False,
         junit_xml: str | None = None,
         **kwargs: Any,
@@ -105,7 +105,7 @@ class Runner(DiscoverRunner):
         self.timeline_path = Path(timeline) if timeline else None
         self.junit_path = Path(junit_xml) if junit_xml else None
         self.junit: Any = None
-        self.shard = shard
+        self.shard = resolve_shard(shard)  # "auto": the CI variables, now
         self.list_groups = list_groups
         self._listing: Any = None
         self.timeline: Any = None
@@ -162,13 +162,13 @@ class Runner(DiscoverRunner):
         )
         parser.add_argument(
             "--shard",
-            type=parse_shard,
+            type=shard_argument,
             default=None,
             metavar="K/N",
             help=(
                 "Run shard K of N: a deterministic part of the suite, groups "
-                "kept whole, balanced by recorded durations (default: "
-                "CI_NODE_INDEX/CI_NODE_TOTAL when both are set)."
+                "kept whole, balanced by recorded durations. 'auto' takes K "
+                "and N from CI_NODE_INDEX and CI_NODE_TOTAL."
             ),
         )
         parser.add_argument(
@@ -331,9 +331,8 @@ class Runner(DiscoverRunner):
         # Checked in every mode, so a bad mp_group fails before any test runs
         # whether or not this run is parallel.
         units = build_units(tests)
-        shard = self.shard or shard_from_environ()
-        if shard is not None:
-            tests, units = self._shard(tests, units, shard)
+        if self.shard is not None:
+            tests, units = self._shard(tests, units, self.shard)
             suite = self.test_suite(tests)
         if self.list_groups:
             self._listing = (len(tests), units, self._plan(tests, units))
@@ -416,17 +415,16 @@ class Runner(DiscoverRunner):
         return make_plan(units, self._estimates(tests, units), self.parallel_groups)
 
     def _shard(
-        self, tests: list[Any], units: list[Any], shard: tuple[int, int]
+        self, tests: list[Any], units: list[Any], shard: Shard
     ) -> tuple[list[Any], list[Any]]:
-        from .planning.sharding import shard_units
+        from .planning import durations
+        from .planning.sharding import select
 
-        chosen = shard_units(units, self._estimates(tests, units), *shard)
-        keep = sorted(i for u in chosen for i in units[u].indices)
-        kept = [tests[i] for i in keep]
-        self.log(
-            f"Shard {shard[0]}/{shard[1]}: {len(kept)} of {len(tests)} test(s), "
-            f"{len(chosen)} of {len(units)} unit(s)."
-        )
+        ids = [test.id() for test in tests]
+        picked = select(shard, units, self._estimates(tests, units), ids)
+        recorded = len({class_label(t) for t in tests} & set(self._history()))
+        self.log(picked.summary(recorded, durations.durations_path()))
+        kept = [tests[i] for i in picked.tests]
         return kept, build_units(kept)
 
     def _list_groups(self, test_labels: list[str]) -> int:
@@ -673,7 +671,10 @@ class Runner(DiscoverRunner):
         from .planning import durations
 
         self._stop_workers()
-        durations.save(durations.durations_path(), suite.measured)
+        durations.save(
+            durations.recording_path(durations.durations_path(), self.shard),
+            suite.measured,
+        )
         try:
             self._finish_cloning()
         finally:

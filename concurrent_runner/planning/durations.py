@@ -15,8 +15,12 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .groups import Unit
+
+if TYPE_CHECKING:
+    from .sharding import Shard
 
 FORMAT_VERSION = 1
 
@@ -25,6 +29,18 @@ def durations_path() -> Path:
     from ..conf import durations_file
 
     return durations_file()
+
+
+def recording_path(path: Path, shard: Shard | None) -> Path:
+    """Where a run merges the durations it measured: ``path`` itself, or,
+    for a sharded run, a file of its own beside it
+    (``.concurrent_runner_durations.shard-2-of-4.json``), so that the file
+    every shard plans from stays as it was and all shards split alike.
+    ``python -m concurrent_runner durations merge`` folds these in."""
+    if shard is None or (path.exists() and not path.is_file()):
+        return path  # os.devnull turns recording off, for shards too
+    suffix = path.suffix or ".json"
+    return path.with_name(f"{path.stem}.shard-{shard.index}-of-{shard.total}{suffix}")
 
 
 def load(path: Path) -> dict[str, float]:
