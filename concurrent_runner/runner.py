@@ -39,6 +39,7 @@ from .environment import SERVER_ENV, WORKER_ENV
 from .errors import ConfigurationError
 from .planning.groups import build_units, class_label
 from .planning.sharding import Shard, resolve_shard, shard_argument
+from .reports.writing import check_report_path, report_path_argument
 
 if TYPE_CHECKING:  # the worker side is imported only where it is used
     from .parallel.worker import WorkerSpec
@@ -101,6 +102,8 @@ class Runner(DiscoverRunner):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_report_path("--timeline", timeline)
+        check_report_path("--junit-xml", junit_xml)
         self.group_timeout = group_timeout
         self.timeline_path = Path(timeline) if timeline else None
         self.junit_path = Path(junit_xml) if junit_xml else None
@@ -173,6 +176,7 @@ class Runner(DiscoverRunner):
         )
         parser.add_argument(
             "--junit-xml",
+            type=report_path_argument("--junit-xml"),
             metavar="PATH",
             default=None,
             help="Write a JUnit XML report of the run to PATH.",
@@ -184,6 +188,7 @@ class Runner(DiscoverRunner):
         )
         parser.add_argument(
             "--timeline",
+            type=report_path_argument("--timeline"),
             metavar="PATH",
             default=None,
             help=(
@@ -234,6 +239,7 @@ class Runner(DiscoverRunner):
         from .parallel.interrupts import Interrupts
 
         self._interrupts = Interrupts()
+        unwritten = 0
         try:
             from .databases.flush import fast_flush
             from .databases.sqlite import file_backed_sqlite, tuned_sqlite
@@ -245,30 +251,32 @@ class Runner(DiscoverRunner):
                 fast_flush(),
                 _shared_sync_dir(rundir / "sync"),
             ):
-                return super().run_tests(test_labels, **kwargs)
+                failures = super().run_tests(test_labels, **kwargs)
         finally:
-            self._untune_postgresql()
-            self._stop_workers()
-            self._write_reports()
-            self._suite = None
-            self._interrupts = None
-            shutil.rmtree(rundir, ignore_errors=True)
-            self._rundir = None
-
-    def _write_reports(self) -> None:
-        for what, report, path in (
-            ("timeline", self.timeline, self.timeline_path),
-            ("JUnit XML report", self.junit, self.junit_path),
-        ):
-            if report is None or path is None:
-                continue
             try:
-                report.write(path)
-            except OSError as exc:
-                print(f"Could not write the {what}: {exc}", file=sys.stderr)
-            else:
-                self.log(f"{what[0].upper()}{what[1:]} written to {path}")
-        self.timeline = self.junit = None
+                self._untune_postgresql()
+                self._stop_workers()
+                unwritten = self._write_reports()
+            finally:
+                self._suite = None
+                self._interrupts = None
+                shutil.rmtree(rundir, ignore_errors=True)
+                self._rundir = None
+        # A report that could not be written fails the run.
+        return failures + unwritten
+
+    def _write_reports(self) -> int:
+        from .reports.writing import write_reports
+
+        reports, self.timeline, self.junit = (
+            [
+                ("timeline", self.timeline, self.timeline_path),
+                ("JUnit XML report", self.junit, self.junit_path),
+            ],
+            None,
+            None,
+        )
+        return write_reports(reports, self.log)
 
     def get_resultclass(self) -> Any:
         base = super().get_resultclass()
