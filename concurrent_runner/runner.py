@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import unittest
 from collections import Counter
 from collections.abc import Iterator
@@ -222,7 +221,9 @@ class Runner(DiscoverRunner):
                 return self._serve(spec, test_labels)
         if self.list_groups:
             return self._list_groups(test_labels)
-        rundir = Path(tempfile.mkdtemp(prefix="concurrent-runner-"))
+        from .rundirs import make_run_dir
+
+        rundir = make_run_dir()  # and remove those of runs killed earlier
         self._rundir = rundir
         # -v 2 ends a parallel run with its timings; an in-process run stays
         # exactly DiscoverRunner's unless a timeline is asked for.

@@ -46,7 +46,9 @@ def sync_dir() -> Path:
     if shared:
         return Path(shared)
     if _private is None or _private_pid != os.getpid():
-        _private = Path(tempfile.mkdtemp(prefix="concurrent-runner-sync-"))
+        from ..rundirs import PREFIX, make_run_dir
+
+        _private = make_run_dir(prefix=f"{PREFIX}sync-")
         _private_pid = os.getpid()
         atexit.register(shutil.rmtree, _private, True)
     return _private
