@@ -520,6 +520,7 @@ class Runner(DiscoverRunner):
         # Workers start while the databases are being built.
         suite.start_workers()
         old_config = None
+        cloning_started = False
         try:
             with self._ctrl_c_raises():
                 with self._timed_bar("creating the test databases"):
@@ -543,6 +544,13 @@ class Runner(DiscoverRunner):
                 # also where stdout is a block-buffered pipe (a CI log).
                 sys.stdout.flush()
                 cloned = self._clone_slots(suite)
+                # Asked here, in the main thread: the clones' threads cannot.
+                clones.clear_old_clones(
+                    old_config,
+                    cloned,
+                    interactive=self.interactive,
+                    verbosity=self.verbosity,
+                )
                 serialized = {
                     alias: contents
                     for alias in connections
@@ -570,6 +578,7 @@ class Runner(DiscoverRunner):
                 self._cloning_bar = self._start_bar(
                     f"cloning them for {len(cloned)} of {suite.plan.workers} workers"
                 )
+                cloning_started = True
                 self._cloning = clones.Cloning(
                     old_config,
                     suite.plan.workers,
@@ -584,7 +593,9 @@ class Runner(DiscoverRunner):
             with self._cleanup_goes_on():
                 self._stop_workers()
                 self._finish_cloning()
-                if old_config is not None:
+                # Only clones this run started to make: a database already
+                # named like one, which the user chose to keep, stays.
+                if old_config is not None and cloning_started:
                     clones.destroy_clones(
                         old_config, self._clone_slots(suite), 0, attempts=1
                     )
