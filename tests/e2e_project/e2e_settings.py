@@ -31,7 +31,8 @@ INSTALLED_APPS = [
 ]
 DATABASES = {
     "default": database("e2e"),
-    "other": database("e2e_other"),
+    # No dependency on "default": a test may use "other" alone.
+    "other": {**database("e2e_other"), "TEST": {"DEPENDENCIES": []}},
     "replica": {**database("e2e"), "TEST": {"MIRROR": "default"}},
 }
 TEST_RUNNER = "concurrent_runner.Runner"
@@ -48,7 +49,6 @@ if os.environ.get("SQLITE_DIR") and DATABASES["default"]["ENGINE"].endswith("sql
     for _db in DATABASES.values():
         _file = Path(_db["NAME"]).name
         _db["NAME"] = str(Path(os.environ["SQLITE_DIR"]) / _file)
-        if os.environ.get("SQLITE_TEST_FILES") == "1" and "TEST" not in _db:
-            _db["TEST"] = {
-                "NAME": str(Path(os.environ["SQLITE_DIR"]) / f"test_{_file}")
-            }
+        _test = _db.setdefault("TEST", {})
+        if os.environ.get("SQLITE_TEST_FILES") == "1" and "MIRROR" not in _test:
+            _test["NAME"] = str(Path(os.environ["SQLITE_DIR"]) / f"test_{_file}")
