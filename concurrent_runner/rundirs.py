@@ -3,11 +3,12 @@
 A run keeps its files (SQLite test databases and their clones, worker logs,
 the sync directory) in ``$TMPDIR/concurrent-runner-*`` and removes it when
 it ends. A run killed with SIGKILL cannot; so each directory records its
-owner (pid, the process's start time and the boot it started in), and every
-run first removes the directories whose owner is gone: no process with that
-pid, or one that started at another time (the pid was reused), or a boot
-ago. Directories of other users, of live processes, and without a readable
-record are left alone.
+owner (pid, the process's start time, the boot it started in and its pid
+namespace), and every run first removes the directories whose owner is
+gone: no process with that pid, or one that started at another time (the
+pid was reused), or a boot ago. Directories of other users, of live
+processes, of other pid namespaces (containers sharing a temporary
+directory) and without a readable record are left alone.
 
 Only the standard library: ``calls.sync`` uses it too.
 """
@@ -40,7 +41,12 @@ def make_run_dir(prefix: str = PREFIX) -> Path:
 def record_owner(path: Path, pid: int | None = None) -> None:
     """Write who owns ``path``; atomically, so a reader never sees half."""
     pid = os.getpid() if pid is None else pid
-    record = {"pid": pid, "start": process_start(pid), "boot": boot_id()}
+    record = {
+        "pid": pid,
+        "start": process_start(pid),
+        "boot": boot_id(),
+        "pidns": pid_namespace(),
+    }
     tmp = path / f"{OWNER_FILE}.{pid}.tmp"
     tmp.write_text(json.dumps(record))
     os.replace(tmp, path / OWNER_FILE)
@@ -71,6 +77,15 @@ def boot_id() -> str | None:
         return None
 
 
+def pid_namespace() -> str | None:
+    """This process's pid namespace: a pid means something only in its own
+    (containers that share a temporary directory have one each)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def owner_gone(path: Path) -> bool:
     """True only if ``path`` records an owner that is certainly gone."""
     try:
@@ -78,12 +93,15 @@ def owner_gone(path: Path) -> bool:
         pid = record["pid"]
         started = record.get("start")
         boot = record.get("boot")
-    except (OSError, ValueError, TypeError, KeyError):
+        namespace = record.get("pidns")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return False  # being made right now, or not ours to judge
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     if boot is not None and boot_id() not in (None, boot):
         return True  # the machine restarted since
+    if namespace != pid_namespace():
+        return False  # another container's pid: not ours to look up
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

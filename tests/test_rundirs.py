@@ -56,6 +56,8 @@ class OwnerTests(RunDirTestCase):
         self.assertEqual(record["start"], rundirs.process_start(os.getpid()))
         self.assertIsNotNone(record["start"])  # Linux
         self.assertEqual(record["boot"], rundirs.boot_id())
+        self.assertEqual(record["pidns"], rundirs.pid_namespace())
+        self.assertRegex(record["pidns"], r"^pid:\[\d+\]$")
         self.assertFalse(rundirs.owner_gone(path))
         self.assertEqual([p.name for p in path.iterdir()], [OWNER_FILE])
 
@@ -68,14 +70,25 @@ class OwnerTests(RunDirTestCase):
 class RemoveAbandonedTests(RunDirTestCase):
     def test_only_directories_of_owners_that_are_gone_are_removed(self) -> None:
         me, started = os.getpid(), rundirs.process_start(os.getpid())
-        boot = rundirs.boot_id()
-        self.owned_by(f"{PREFIX}alive", pid=me, start=started, boot=boot)
-        self.owned_by(f"{PREFIX}dead", pid=dead_pid(), start="1", boot=boot)
-        self.owned_by(f"{PREFIX}sync-dead", pid=dead_pid(), start=None, boot=None)
+        here = {"boot": rundirs.boot_id(), "pidns": rundirs.pid_namespace()}
+        self.owned_by(f"{PREFIX}alive", pid=me, start=started, **here)
+        self.owned_by(f"{PREFIX}dead", pid=dead_pid(), start="1", **here)
+        self.owned_by(
+            f"{PREFIX}sync-dead", pid=dead_pid(), start=None, boot=None,
+            pidns=here["pidns"],
+        )  # fmt: skip
         # This pid, but a process that started at another time: the pid was
         # reused since.
-        self.owned_by(f"{PREFIX}reused", pid=me, start="1", boot=boot)
-        self.owned_by(f"{PREFIX}rebooted", pid=me, start=started, boot="another")
+        self.owned_by(f"{PREFIX}reused", pid=me, start="1", **here)
+        self.owned_by(
+            f"{PREFIX}rebooted", pid=me, start=started, boot="another",
+            pidns="pid:[1]",
+        )  # fmt: skip
+        # Another container's process: its pid means nothing here.
+        self.owned_by(
+            f"{PREFIX}elsewhere", pid=dead_pid(), start="1", boot=here["boot"],
+            pidns="pid:[1]",
+        )  # fmt: skip
         removed = rundirs.remove_abandoned()
         self.assertEqual(
             sorted(p.name for p in removed),
@@ -86,7 +99,7 @@ class RemoveAbandonedTests(RunDirTestCase):
                 f"{PREFIX}sync-dead",
             ],
         )
-        self.assertEqual(self.remaining(), [f"{PREFIX}alive"])
+        self.assertEqual(self.remaining(), [f"{PREFIX}alive", f"{PREFIX}elsewhere"])
 
     def test_what_cannot_be_judged_is_left_alone(self) -> None:
         gone = dead_pid()
@@ -104,13 +117,15 @@ class RemoveAbandonedTests(RunDirTestCase):
         self.assertEqual(self.remaining(), before)
 
     def test_a_symlink_is_not_followed(self) -> None:
-        target = self.owned_by("target", pid=dead_pid())
+        target = self.owned_by("target", pid=dead_pid(), pidns=rundirs.pid_namespace())
         (self.tmp / f"{PREFIX}link").symlink_to(target)
         self.assertEqual(rundirs.remove_abandoned(), [])
         self.assertTrue((target / "test_default.sqlite3").exists())
 
     def test_other_users_directories_are_left_alone(self) -> None:
-        path = self.owned_by(f"{PREFIX}theirs", pid=dead_pid())
+        path = self.owned_by(
+            f"{PREFIX}theirs", pid=dead_pid(), pidns=rundirs.pid_namespace()
+        )
         if os.getuid() == 0:
             os.chown(path, 65534, 65534)
         else:
@@ -122,6 +137,6 @@ class RemoveAbandonedTests(RunDirTestCase):
         self.assertTrue(path.exists())
 
     def test_a_new_run_directory_clears_the_dead_ones_first(self) -> None:
-        self.owned_by(f"{PREFIX}dead", pid=dead_pid())
+        self.owned_by(f"{PREFIX}dead", pid=dead_pid(), pidns=rundirs.pid_namespace())
         path = rundirs.make_run_dir()
         self.assertEqual(self.remaining(), [path.name])
