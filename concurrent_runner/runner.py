@@ -269,14 +269,11 @@ class Runner(DiscoverRunner):
     def _write_reports(self) -> int:
         from .reports.writing import write_reports
 
-        reports, self.timeline, self.junit = (
-            [
-                ("timeline", self.timeline, self.timeline_path),
-                ("JUnit XML report", self.junit, self.junit_path),
-            ],
-            None,
-            None,
-        )
+        reports = [
+            ("timeline", self.timeline, self.timeline_path),
+            ("JUnit XML report", self.junit, self.junit_path),
+        ]
+        self.timeline = self.junit = None
         return write_reports(reports, self.log)
 
     def get_resultclass(self) -> Any:
