@@ -321,7 +321,7 @@ class LoadFuzzTests(TempDirTestCase):
     def test_any_json(self) -> None:
         from hypothesis import given, settings
 
-        @settings(max_examples=300, database=None, deadline=None)
+        @settings(max_examples=150, database=None, deadline=None)
         @given(document=_durations_documents())
         def check(document: object) -> None:
             self.path.write_text(json.dumps(document))
@@ -333,7 +333,7 @@ class LoadFuzzTests(TempDirTestCase):
         from hypothesis import given, settings
         from hypothesis import strategies as st
 
-        @settings(max_examples=300, database=None, deadline=None)
+        @settings(max_examples=150, database=None, deadline=None)
         @given(
             data=st.binary()
             | st.builds(
@@ -351,7 +351,7 @@ class LoadFuzzTests(TempDirTestCase):
     def test_merge_of_any_files_writes_a_file_load_reads(self) -> None:
         from hypothesis import given, settings
 
-        @settings(max_examples=100, database=None, deadline=None)
+        @settings(max_examples=50, database=None, deadline=None)
         @given(first=_durations_documents(), second=_durations_documents())
         def check(first: object, second: object) -> None:
             sources = [self.dir / "one.json", self.dir / "two.json"]

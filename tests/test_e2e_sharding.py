@@ -29,15 +29,11 @@ class ExplicitShardTests(SimpleTestCase):
         self.assertEqual(with_variables.ran, whole.ran)
         self.assertNotIn("Shard", with_variables.output)
 
-    def test_named_tests_run_whatever_the_variables_say(self):
-        label = "outcomes.tests.Passing.test_write"
-        for index in ("1", "2"):
-            with self.subTest(index=index):
-                result = manage(
-                    label, "-v", "2", env={**CI_2_OF_2, "CI_NODE_INDEX": index}
-                )
-                self.assertEqual(result.returncode, 0, result.output)
-                self.assertEqual(result.ran, 1)
+    def test_a_named_test_runs_whatever_the_variables_say(self):
+        # Shard 2 of 2 of this one test is empty: it ran 0 tests, and said OK.
+        result = manage("outcomes.tests.Passing.test_write", "-v", "2", env=CI_2_OF_2)
+        self.assertEqual(result.returncode, 0, result.output)
+        self.assertEqual(result.ran, 1)
 
     def test_shard_auto_takes_the_variables_and_says_so(self):
         flag = manage("outcomes", "-v", "2", "--shard", "2/2")
@@ -48,18 +44,14 @@ class ExplicitShardTests(SimpleTestCase):
         self.assertEqual(auto.statuses(), flag.statuses())
         self.assertEqual(split_of(auto.output), split_of(flag.output))
 
-    def test_bad_ci_values_are_a_clear_error(self):
-        for environ, shown in (
-            ({"CI_NODE_INDEX": "0", "CI_NODE_TOTAL": "2"}, "CI_NODE_INDEX='0'"),
-            ({"CI_NODE_TOTAL": "2"}, "CI_NODE_INDEX is not set"),
-        ):
-            with self.subTest(environ=environ):
-                result = manage("outcomes", "--shard", "auto", env=environ)
-                self.assertEqual(result.returncode, 1, result.output)
-                self.assertIn("Error: --shard auto", result.output)
-                self.assertIn(shown, result.output)
-                self.assertNotIn("Traceback", result.output)
-                self.assertNotIn("Creating test database", result.output)
+    def test_a_bad_ci_value_is_a_clear_error(self):
+        # It was a traceback. (Every other bad value: tests.test_sharding.)
+        environ = {"CI_NODE_INDEX": "0", "CI_NODE_TOTAL": "2"}
+        result = manage("outcomes", "--shard", "auto", env=environ)
+        self.assertEqual(result.returncode, 1, result.output)
+        self.assertIn("Error: --shard auto: CI_NODE_INDEX='0'", result.output)
+        self.assertNotIn("Traceback", result.output)
+        self.assertNotIn("Creating test database", result.output)
 
 
 class ShardsInTurnTests(SimpleTestCase):
