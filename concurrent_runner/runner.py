@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import unittest
 from collections import Counter
 from collections.abc import Iterator
@@ -44,7 +43,8 @@ from .environment import Role, process_role
 from .errors import ConfigurationError, RunInterrupted
 from .parallel.interrupts import Interrupts
 from .planning.groups import build_units, class_label
-from .planning.sharding import parse_shard, shard_from_environ
+from .planning.sharding import Shard, resolve_shard, shard_argument
+from .reports.writing import check_report_path, report_path_argument
 
 if TYPE_CHECKING:  # the parallel and worker sides are imported where used
     from .parallel.session import ParallelSession
@@ -136,7 +136,7 @@ class Runner(DiscoverRunner):
         parallel_groups: int | str | None = None,
         group_timeout: float | None = None,
         timeline: str | None = None,
-        shard: tuple[int, int] | None = None,
+        shard: Shard | tuple[int, int] | str | None = None,
         list_groups: bool = False,
         junit_xml: str | None = None,
         failed: bool = False,
@@ -144,12 +144,14 @@ class Runner(DiscoverRunner):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_report_path("--timeline", timeline)
+        check_report_path("--junit-xml", junit_xml)
         self.failed = failed
         self.failed_first = failed_first
         self.group_timeout = group_timeout
         self.timeline_path = Path(timeline) if timeline else None
         self.junit_path = Path(junit_xml) if junit_xml else None
-        self.shard = shard
+        self.shard = resolve_shard(shard)  # "auto": the CI variables, now
         self.list_groups = list_groups
         self.parallel_groups, self.workers_chosen_by = choose_workers(
             parallel_groups, self.parallel
@@ -192,13 +194,13 @@ class Runner(DiscoverRunner):
         )
         parser.add_argument(
             "--shard",
-            type=parse_shard,
+            type=shard_argument,
             default=None,
             metavar="K/N",
             help=(
                 "Run shard K of N: a deterministic part of the suite, groups "
-                "kept whole, balanced by recorded durations (default: "
-                "CI_NODE_INDEX/CI_NODE_TOTAL when both are set)."
+                "kept whole, balanced by recorded durations. 'auto' takes K "
+                "and N from CI_NODE_INDEX and CI_NODE_TOTAL."
             ),
         )
         rerun = parser.add_mutually_exclusive_group()
@@ -217,6 +219,7 @@ class Runner(DiscoverRunner):
         )
         parser.add_argument(
             "--junit-xml",
+            type=report_path_argument("--junit-xml"),
             metavar="PATH",
             default=None,
             help="Write a JUnit XML report of the run to PATH.",
@@ -228,6 +231,7 @@ class Runner(DiscoverRunner):
         )
         parser.add_argument(
             "--timeline",
+            type=report_path_argument("--timeline"),
             metavar="PATH",
             default=None,
             help=(
@@ -265,10 +269,10 @@ class Runner(DiscoverRunner):
     def _run_tests(self, test_labels: list[str], **kwargs: Any) -> int:
         from .databases.flush import fast_flush
         from .databases.sqlite import file_backed_sqlite, tuned_sqlite
+        from .rundirs import make_run_dir
 
-        run = self._run = _RunState(
-            Path(tempfile.mkdtemp(prefix="concurrent-runner-")), Interrupts()
-        )
+        # (and remove the run directories of runs killed earlier)
+        run = self._run = _RunState(make_run_dir(), Interrupts())
         # -v 2 ends a parallel run with its timings; an in-process run stays
         # exactly DiscoverRunner's unless a timeline is asked for.
         if self.timeline_path is not None or (
@@ -294,15 +298,18 @@ class Runner(DiscoverRunner):
             if run.interrupts.received is None:
                 raise  # raised by code, not by a signal: not ours to explain
         finally:
-            self._untune_postgresql()
-            if run.session is not None:
-                run.session.close()
-            self._write_reports()
-            shutil.rmtree(run.rundir, ignore_errors=True)
-            self._run = None
+            try:
+                self._untune_postgresql()
+                if run.session is not None:
+                    run.session.close()
+                unwritten = self._write_reports()
+            finally:
+                shutil.rmtree(run.rundir, ignore_errors=True)
+                self._run = None
         if run.interrupts.received is not None:
             raise RunInterrupted(run.interrupts.received)
-        return failures
+        # A report that could not be written fails the run.
+        return failures + unwritten
 
     def _state(self) -> _RunState:
         if self._run is None:
@@ -316,20 +323,18 @@ class Runner(DiscoverRunner):
             # at a first Ctrl-C; it tells us too, so the run then fails.
             unittest.registerResult(self._run.interrupts)  # type: ignore[arg-type]
 
-    def _write_reports(self) -> None:
+    def _write_reports(self) -> int:
+        """Write the reports asked for; how many could not be written."""
+        from .reports.writing import write_reports
+
         run = self._state()
-        for what, report, path in (
-            ("timeline", run.timeline, self.timeline_path),
-            ("JUnit XML report", run.junit, self.junit_path),
-        ):
-            if report is None or path is None:
-                continue
-            try:
-                report.write(path)
-            except OSError as exc:
-                print(f"Could not write the {what}: {exc}", file=sys.stderr)
-            else:
-                self.log(f"{what[0].upper()}{what[1:]} written to {path}")
+        return write_reports(
+            [
+                ("timeline", run.timeline, self.timeline_path),
+                ("JUnit XML report", run.junit, self.junit_path),
+            ],
+            self.log,
+        )
 
     def get_resultclass(self) -> Any:
         base = super().get_resultclass()
@@ -436,6 +441,7 @@ class Runner(DiscoverRunner):
                 run=self._call,
                 rundir=run.rundir,
                 verbosity=self.verbosity,
+                interactive=self.interactive,
                 failfast=self.failfast,
                 keepdb=self.keepdb,
                 debug_sql=self.debug_sql,
@@ -485,9 +491,8 @@ class Runner(DiscoverRunner):
         # Checked in every mode, so a bad mp_group fails before any test runs
         # whether or not this run is parallel.
         units = build_units(tests)
-        shard = self.shard or shard_from_environ()
-        if shard is not None:
-            tests, units = self._shard(tests, units, shard)
+        if self.shard is not None:
+            tests, units = self._shard(tests, units, self.shard)
             suite = self.test_suite(tests)
         if self._run is not None:
             from .planning.last_failed import names
@@ -568,17 +573,16 @@ class Runner(DiscoverRunner):
         return make_plan(units, estimates, self.parallel_groups)
 
     def _shard(
-        self, tests: list[Any], units: list[Unit], shard: tuple[int, int]
+        self, tests: list[Any], units: list[Unit], shard: Shard
     ) -> tuple[list[Any], list[Unit]]:
-        from .planning.sharding import shard_units
+        from .planning import durations
+        from .planning.sharding import select
 
-        chosen = shard_units(units, self._estimates(tests, units), *shard)
-        keep = sorted(i for u in chosen for i in units[u].indices)
-        kept = [tests[i] for i in keep]
-        self.log(
-            f"Shard {shard[0]}/{shard[1]}: {len(kept)} of {len(tests)} test(s), "
-            f"{len(chosen)} of {len(units)} unit(s)."
-        )
+        ids = [test.id() for test in tests]
+        picked = select(shard, units, self._estimates(tests, units), ids)
+        recorded = len({class_label(t) for t in tests} & set(self._history()))
+        self.log(picked.summary(recorded, durations.durations_path()))
+        kept = [tests[i] for i in picked.tests]
         return kept, build_units(kept)
 
     def _list_groups(self, test_labels: list[str]) -> int:
@@ -748,7 +752,10 @@ class Runner(DiscoverRunner):
         from .planning import durations
 
         session.close()
-        durations.save(durations.durations_path(), session.controller.measured)
+        durations.save(
+            durations.recording_path(durations.durations_path(), self.shard),
+            session.controller.measured,
+        )
         try:
             session.teardown_databases(old_config)
         finally:

@@ -109,3 +109,10 @@ def board_write(key: str) -> None:
     from concurrent_runner import mp_message_board
 
     mp_message_board[key] = os.getpid()
+
+
+def atomic_default() -> str:
+    from django.db import transaction
+
+    with transaction.atomic(using="default"):
+        return "entered"

@@ -114,7 +114,14 @@ def _default_sigint() -> None:
 class Started:
     """A suite running in the background, for tests that signal it."""
 
-    def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str] | None):
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str] | None,
+        answers: str | None = None,
+    ):
         self.tag = uuid.uuid4().hex
         # A private TMPDIR: whatever the run leaves in it is the run's own.
         self.tmpdir = Path(tempfile.mkdtemp(prefix="e2e-tmp-"))
@@ -140,12 +147,17 @@ class Started:
             **(env or {}),
         }
         self.output_path = self.tmpdir.parent / f"{self.tmpdir.name}.out"
-        with open(self.output_path, "wb") as out:
+        # What a user types at prompts (Django's "Type 'yes' ..."), from a
+        # file: a prompt nobody expected reads EOF instead of hanging.
+        answers_path = self.tmpdir.parent / f"{self.tmpdir.name}.in"
+        answers_path.write_text(answers or "")
+        with open(self.output_path, "wb") as out, open(answers_path, "rb") as stdin:
+            answers_path.unlink()
             self.process = subprocess.Popen(
                 self.argv,
                 cwd=cwd,
                 env=full_env,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 # As from a terminal, also where this process ignores Ctrl-C
@@ -192,10 +204,15 @@ class Started:
 
 
 def start(
-    args: list[str], *, cwd: Path = E2E_PROJECT, env: dict[str, str] | None = None
+    args: list[str],
+    *,
+    cwd: Path = E2E_PROJECT,
+    env: dict[str, str] | None = None,
+    answers: str | None = None,
 ) -> Started:
-    """Start ``python *args`` (or a full argv when args[0] is absolute)."""
-    return Started(args, cwd=cwd, env=env)
+    """Start ``python *args`` (or a full argv when args[0] is absolute);
+    ``answers`` is its stdin."""
+    return Started(args, cwd=cwd, env=env, answers=answers)
 
 
 def run(

@@ -85,6 +85,32 @@ class LoadTests(TempDirTestCase):
     def test_directory_is_ignored(self) -> None:
         self.assertEqual(durations.load(self.dir), {})
 
+    def test_numbers_a_float_cannot_hold_are_dropped(self) -> None:
+        # json reads a 400-digit number as an int that float() overflows on.
+        self.write(
+            '{"version": 1, "classes": {"a.Big": 1%s, "a.B": 1.5}}' % ("0" * 400)
+        )
+        self.assertEqual(durations.load(self.path), {"a.B": 1.5})
+
+    def test_non_finite_numbers_are_dropped(self) -> None:
+        # json accepts NaN and Infinity; an infinite estimate would sort
+        # first forever, a NaN one compares with nothing.
+        self.write(
+            '{"version": 1, "classes": '
+            '{"a.N": NaN, "a.I": Infinity, "a.M": -Infinity, "a.B": 2, "a.T": true}}'
+        )
+        self.assertEqual(durations.load(self.path), {"a.B": 2.0})
+
+    def test_deeply_nested_json_is_ignored(self) -> None:
+        for text in ("[" * 100_000, '{"version": 1, "classes": ' + "[" * 100_000):
+            with self.subTest(text=text[:30]):
+                self.write(text)
+                self.assertEqual(durations.load(self.path), {})
+
+    def test_bytes_that_are_not_utf8_are_ignored(self) -> None:
+        self.path.write_bytes(b'{"version": 1, "classes": {"a.\xff": 1}}\xff')
+        self.assertEqual(durations.load(self.path), {})
+
 
 class SaveTests(TempDirTestCase):
     def test_creates_file(self) -> None:
@@ -246,3 +272,97 @@ class MergeTests(SimpleTestCase):
             self.assertEqual(
                 durations.load(root / "out.json"), {"m.A": 1.0, "m.B": 3.0, "m.C": 4.0}
             )
+
+
+def _json_values():
+    from hypothesis import strategies as st
+
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.integers(min_value=10**300, max_value=10**4000)
+        | st.floats(allow_nan=True, allow_infinity=True)
+        | st.text()
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=20,
+    )
+
+
+def _durations_documents():
+    """JSON shaped like a durations file more often than chance would."""
+    from hypothesis import strategies as st
+
+    values = _json_values()
+    classes = st.dictionaries(st.text(), values) | values
+    return (
+        st.fixed_dictionaries(
+            {"version": st.sampled_from([1, 1.0, True, "1", 2]), "classes": classes}
+        )
+        | values
+    )
+
+
+class LoadFuzzTests(TempDirTestCase):
+    """Whatever the file holds, load() returns durations it can plan with."""
+
+    def check_loaded(self, loaded: object) -> None:
+        import math
+
+        self.assertIsInstance(loaded, dict)
+        for key, value in loaded.items():  # type: ignore[attr-defined]
+            self.assertIsInstance(key, str)
+            self.assertIs(type(value), float)
+            self.assertTrue(math.isfinite(value) and value >= 0, value)
+
+    def test_any_json(self) -> None:
+        from hypothesis import given, settings
+
+        @settings(max_examples=150, database=None, deadline=None)
+        @given(document=_durations_documents())
+        def check(document: object) -> None:
+            self.path.write_text(json.dumps(document))
+            self.check_loaded(durations.load(self.path))
+
+        check()
+
+    def test_any_bytes(self) -> None:
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        @settings(max_examples=150, database=None, deadline=None)
+        @given(
+            data=st.binary()
+            | st.builds(
+                lambda doc, tail: json.dumps(doc).encode() + tail,
+                _durations_documents(),
+                st.binary(max_size=8),
+            )
+        )
+        def check(data: bytes) -> None:
+            self.path.write_bytes(data)
+            self.check_loaded(durations.load(self.path))
+
+        check()
+
+    def test_merge_of_any_files_writes_a_file_load_reads(self) -> None:
+        from hypothesis import given, settings
+
+        @settings(max_examples=50, database=None, deadline=None)
+        @given(first=_durations_documents(), second=_durations_documents())
+        def check(first: object, second: object) -> None:
+            sources = [self.dir / "one.json", self.dir / "two.json"]
+            for path, document in zip(sources, (first, second), strict=True):
+                path.write_text(json.dumps(document))
+            target = self.dir / "merged.json"
+            target.unlink(missing_ok=True)
+            durations.merge(target, sources)
+            merged = durations.load(target)
+            self.check_loaded(merged)
+            expected = {**durations.load(sources[0]), **durations.load(sources[1])}
+            self.assertEqual(merged, {k: round(v, 4) for k, v in expected.items()})
+
+        check()

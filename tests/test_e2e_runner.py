@@ -491,14 +491,6 @@ class ShardAndListTests(SimpleTestCase):
         self.assertEqual(seen, set(whole.statuses()))
         self.assertEqual(ran, whole.ran)
 
-    def test_ci_node_variables_pick_the_shard(self):
-        flag = manage("outcomes", "-v", "2", "--shard", "2/2")
-        env = manage(
-            "outcomes", "-v", "2", env={"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "2"}
-        )
-        self.assertIn("Shard 2/2:", env.output)
-        self.assertEqual(env.statuses(), flag.statuses())
-
     def test_list_groups_prints_the_plan_and_runs_nothing(self):
         result = manage(
             "outcomes", "multidb", "--parallel-groups", "3", "--list-groups"

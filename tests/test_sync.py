@@ -189,6 +189,112 @@ class BoardTests(SyncDirTestCase):
         self.assertEqual(mp_message_board["n"], 120)
 
 
+class BoardKeyTests(SyncDirTestCase):
+    """Keys that are equal are one key, in every process of the run."""
+
+    def test_equal_keys_of_different_types_are_one_key(self) -> None:
+        board = mp_message_board
+        board[1] = "one"
+        self.assertEqual(board[1.0], "one")
+        self.assertEqual(board[True], "one")
+        self.assertIn(1.0, board)
+        board[1.0] = "replaced"
+        self.assertEqual(board[1], "replaced")
+        self.assertEqual(len(board), 1)
+        board[(0, ("a", 2.0))] = "nested"
+        self.assertEqual(board[(-0.0, ("a", 2))], "nested")
+        board[frozenset({1, "x"})] = "set"
+        self.assertEqual(board[frozenset({"x", 1.0})], "set")
+        board[2**80] = "big"
+        self.assertEqual(board[float(2**80)], "big")
+        del board[True]
+        self.assertNotIn(1, board)
+
+    def test_unequal_keys_stay_apart(self) -> None:
+        board = mp_message_board
+        keys = ["1", b"1", 1, 1.5, None, (1,), frozenset({1}), (), frozenset()]
+        keys += [("a", "b"), ("ab",), ("a", ("b",)), float("inf"), -float("inf")]
+        for number, key in enumerate(keys):
+            board[key] = number
+        self.assertEqual([board[key] for key in keys], list(range(len(keys))))
+        self.assertEqual(len(board), len(keys))
+
+    def test_keys_that_compare_equal_only_by_chance_are_refused(self) -> None:
+        import datetime
+        import decimal
+
+        for key in (
+            object(),
+            decimal.Decimal(1),
+            datetime.date(2026, 1, 1),
+            ("fine", object()),
+            frozenset({("fine", datetime.time())}),
+        ):
+            with self.subTest(key=key), self.assertRaises(TypeError) as caught:
+                mp_message_board[key] = 1
+            message = str(caught.exception)
+            self.assertIn("mp_message_board keys", message)
+            self.assertIn("str, bytes, int, float, bool, None", message)
+            with self.assertRaises(TypeError):
+                key in mp_message_board  # noqa: B015
+        with self.assertRaisesRegex(ValueError, "NaN"):
+            mp_message_board[float("nan")] = 1
+        self.assertEqual(len(mp_message_board), 0)
+
+    def test_equal_keys_meet_across_processes_with_different_hash_seeds(self) -> None:
+        words = repr(frozenset(f"word{i}" for i in range(30)))
+        writer = self.spawn(
+            f"""
+            mp_message_board[{words}] = "the set"
+            mp_message_board[1.0] = "one"
+            mp_message_board[("t", frozenset({{"a", "b", "c"}}))] = "nested"
+            """,
+            PYTHONHASHSEED="1",
+        )
+        self.finish(writer)
+        reader = self.spawn(
+            f"""
+            print(mp_message_board.get({words}))
+            print(mp_message_board.get(1))
+            print(mp_message_board.get(("t", frozenset({{"c", "b", "a"}}))))
+            print(len(mp_message_board))
+            """,
+            PYTHONHASHSEED="2",
+        )
+        self.assertEqual(
+            self.finish(reader).split("\n")[:4], ["the set", "one", "nested", "3"]
+        )
+
+    def test_equal_keys_have_equal_names_and_only_they(self) -> None:
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        numbers = (
+            st.integers(-3, 3)
+            | st.booleans()
+            | st.sampled_from([0.0, -0.0, 1.0, 2.0, 0.5, float("inf"), 2.0**64])
+            | st.just(2**64)
+        )
+        scalars = numbers | st.none() | st.sampled_from(["", "a", "1", "\udc80"])
+        scalars |= st.sampled_from([b"", b"a", b"1"])
+        keys = st.recursive(
+            scalars,
+            lambda inner: (
+                st.tuples(inner, inner)
+                | st.lists(inner, max_size=3).map(tuple)
+                | st.frozensets(inner, max_size=3)
+            ),
+            max_leaves=8,
+        )
+
+        @settings(max_examples=500, database=None, deadline=None)
+        @given(a=keys, b=keys)
+        def check(a: object, b: object) -> None:
+            self.assertEqual(a == b, sync.key_name(a) == sync.key_name(b), (a, b))
+
+        check()
+
+
 class TrailTests(SyncDirTestCase):
     CONSUMER = """
         import time

@@ -12,8 +12,9 @@ a silent ``None``.
 Calls run in processes forked by a call server (see ``call_server``), which
 is started once per test process through the ``concurrent_call_wrapper``
 management command. Every call uses the caller's live database settings (a
-worker's clone under ``--parallel-groups``), connects first, and starts only
-when all have connected.
+worker's clone under ``--parallel-groups``) for the aliases the calling
+test may use, fails as that test would on the others (``forbidden``),
+connects first, and starts only when all have connected.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -165,11 +166,19 @@ def make_concurrent_calls(
     """
     if not calls:
         raise ConcurrentCallError("make_concurrent_calls() needs at least one call.")
-    check_databases()
+    from .forbidden import forbidden_here
+
+    forbidden = forbidden_here()  # the aliases the calling test may not use
+    check_databases(forbidden)
     payloads = serialise(calls)
-    databases, connect = live_databases()
+    databases, connect = live_databases(forbidden)
     batch = Batch(
-        payloads, databases, connect, resolve_timeout(timeout), modules_of(calls)
+        payloads,
+        databases,
+        connect,
+        resolve_timeout(timeout),
+        modules_of(calls),
+        forbidden,
     )
     results = _server().run(batch)
     if raise_errors is not None:
@@ -192,11 +201,14 @@ def resolve_timeout(timeout: float | None) -> float:
 # -- checks and serialisation --------------------------------------------------
 
 
-def check_databases() -> None:
-    """Refuse what would make the calls see different data than the caller."""
+def check_databases(forbidden: Container[str] = ()) -> None:
+    """Refuse what would make the calls see different data than the caller,
+    on the aliases it may use (not those in ``forbidden``)."""
     from django.db import connections
 
     for alias in connections:
+        if alias in forbidden:
+            continue
         connection = connections[alias]
         if connection.in_atomic_block:
             raise ConcurrentCallError(
@@ -271,18 +283,22 @@ def modules_of(calls: Iterable[Call]) -> list[str]:
     return sorted(modules)
 
 
-def live_databases() -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """The caller's settings for every alias, and the ones calls connect to.
-
-    Calls connect before the barrier to ``default`` and to every alias the
-    caller has a connection open to (the ones its test uses).
+def live_databases(
+    forbidden: Container[str] = (),
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The caller's settings for the aliases it may use (not those in
+    ``forbidden``: a call never gets settings that may still name a real
+    database), and the ones calls connect to before the barrier: ``default``
+    and every alias the caller has a connection open to (the ones its test
+    uses), of those.
     """
     from django.db import connections
 
-    databases = {alias: dict(connections[alias].settings_dict) for alias in connections}
+    allowed = [alias for alias in connections if alias not in forbidden]
+    databases = {alias: dict(connections[alias].settings_dict) for alias in allowed}
     connect = [
         alias
-        for alias in connections
+        for alias in allowed
         if alias == "default" or connections[alias].connection is not None
     ]
     connect = [

@@ -50,6 +50,9 @@ class Batch:
     connect: list[str]  # aliases each call connects to before the barrier
     timeout: float
     modules: list[str] = field(default_factory=list)  # to import before forking
+    # alias -> {connection method: Django's message}: the aliases the calling
+    # test may not use, made to fail the same way in each call (forbidden.py)
+    forbidden: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,6 +102,9 @@ def _run_call(payload: bytes, batch: Batch, go: int, out: int) -> None:
     tblib.pickling_support.install()
     outcome = CallOutcome("error", pid=os.getpid())
     try:
+        from .forbidden import forbid
+
+        forbid(batch.forbidden)
         for alias, settings_dict in batch.databases.items():
             connections[alias].settings_dict.update(settings_dict)
         for alias in batch.connect:
@@ -225,6 +231,7 @@ def _preload(modules: list[str] = ()) -> None:  # type: ignore[assignment]
     import importlib
 
     import dill  # noqa: F401
+    import django.test.testcases  # noqa: F401 - for forbid()
     import tblib.pickling_support  # noqa: F401
     from django.db import connections
 

@@ -23,6 +23,7 @@ import atexit
 import contextlib
 import fcntl
 import hashlib
+import math
 import os
 import pickle
 import shutil
@@ -45,7 +46,9 @@ def sync_dir() -> Path:
     if shared:
         return Path(shared)
     if _private is None or _private_pid != os.getpid():
-        _private = Path(tempfile.mkdtemp(prefix="concurrent-runner-sync-"))
+        from ..rundirs import PREFIX, make_run_dir
+
+        _private = make_run_dir(prefix=f"{PREFIX}sync-")
         _private_pid = os.getpid()
         atexit.register(shutil.rmtree, _private, True)
     return _private
@@ -137,6 +140,63 @@ class RunLock(NamedLock):
         return "mp_lock"
 
 
+#: What a board key may be made of: types whose equal values are equal in
+#: every process (a pickle of 1.0 differs from one of 1; one of a frozenset
+#: of strings depends on the process's hash seed).
+KEY_TYPES = "str, bytes, int, float, bool, None, and tuples and frozensets of these"
+
+
+def key_name(key: Any) -> bytes:
+    """The name of ``key`` on the board: equal for keys that compare equal
+    (``1``, ``1.0`` and ``True``; frozensets in any order), whatever the
+    process and its hash seed, and different for keys that do not."""
+    try:
+        return _canonical(key)
+    except _UnsupportedKey as exc:
+        part = exc.args[0]
+        kind = type(part)
+        what = f"{kind.__module__}.{kind.__qualname__}"
+        where = f"is a {what}" if part is key else f"holds {part!r}, a {what}"
+        raise TypeError(
+            f"mp_message_board keys are {KEY_TYPES}, so that keys equal in one "
+            f"process are equal in all; {key!r} {where}. Use one of those, such "
+            f"as str(key)."
+        ) from None
+
+
+class _UnsupportedKey(Exception):
+    pass
+
+
+def _canonical(key: Any) -> bytes:
+    kind = type(key)
+    if key is None:
+        return b"N"
+    if kind is float:
+        if math.isnan(key):
+            raise ValueError(
+                "mp_message_board keys cannot be NaN: NaN equals nothing, not "
+                "even itself, so it would name a new entry each time."
+            )
+        if not key.is_integer():
+            return b"f" + key.hex().encode() + b";"
+        return b"i%d;" % int(key)  # 1.0 == 1, and -0.0 == 0
+    if kind is int or kind is bool:
+        return b"i%d;" % key  # True == 1
+    if kind is str:
+        data = key.encode("utf-8", "surrogatepass")
+        return b"s%d:" % len(data) + data
+    if kind is bytes:
+        return b"b%d:" % len(key) + key
+    if kind is tuple:
+        parts = [_canonical(item) for item in key]
+        return b"t%d:" % len(parts) + b"".join(parts)
+    if kind is frozenset:
+        parts = sorted(_canonical(item) for item in key)
+        return b"F%d:" % len(parts) + b"".join(parts)
+    raise _UnsupportedKey(key)
+
+
 class MessageBoard(MutableMapping[Any, Any]):
     """``mp_message_board``: a dict-like store of picklable values.
 
@@ -149,7 +209,7 @@ class MessageBoard(MutableMapping[Any, Any]):
     """
 
     def _path(self, key: Any) -> Path:
-        return _file_for("board", pickle.dumps(key, protocol=4))
+        return _file_for("board", key_name(key))
 
     def __getitem__(self, key: Any) -> Any:
         try:

@@ -10,6 +10,7 @@ destroyed, also under ``--keepdb``, so no stale clone outlives a run.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -69,6 +70,70 @@ def slot_settings(
         if alias not in targets and name in test_names:
             targets[alias] = test_names[name]
     return targets
+
+
+def clear_old_clones(
+    old_config: list[tuple[Any, str, bool]],
+    slots: Iterable[int],
+    *,
+    interactive: bool,
+    verbosity: int,
+) -> None:
+    """Deal, before any clone is made, with databases already named like
+    the clones of ``slots``, as Django deals with its own test database:
+    ask whether to drop each (``interactive``), or drop it saying
+    "Destroying old test database" (``--noinput``). Any answer but "yes"
+    cancels the run, with Django's words and exit code.
+
+    The clones themselves are made in threads, which cannot ask, and
+    Django's ``clone_test_db`` drops such a database without a word; so
+    this runs in the main thread first. ``--keepdb`` makes no difference:
+    clones are never kept, so an old one could only be dropped.
+    """
+    for connection, _old_name, created in old_config:
+        if not created:
+            continue  # a mirror: it has no clones of its own
+        creation = connection.creation
+        for slot in slots:
+            name = creation.get_test_db_clone_settings(str(slot))["NAME"]
+            if not database_exists(connection, name):
+                continue
+            creation.log(
+                f"Got an error creating clone {slot} of the test database for "
+                f"alias {connection.alias!r}: a database named {name!r} already "
+                f"exists."
+            )
+            if interactive:
+                confirm = input(
+                    f"Type 'yes' if you would like to try deleting the test "
+                    f"database '{name}', or 'no' to cancel: "
+                )
+                if confirm != "yes":
+                    creation.log("Tests cancelled.")
+                    # As Django's own _create_test_db, on the same answer.
+                    raise SystemExit(1)
+            if verbosity >= 1:
+                shown = creation._get_database_display_str(verbosity, name)
+                creation.log(f"Destroying old test database for alias {shown}...")
+            creation._destroy_test_db(name, verbosity)
+
+
+def database_exists(connection: Any, name: str) -> bool:
+    """Whether the database (SQLite: the file) ``name`` exists on the
+    server of ``connection``. False for a backend this cannot ask (its own
+    ``clone_test_db`` then decides, as before)."""
+    if connection.vendor == "sqlite":
+        return not connection.creation.is_in_memory_db(name) and os.path.exists(name)
+    queries = {
+        "postgresql": "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s",
+        "mysql": "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+    }
+    query = queries.get(connection.vendor)
+    if query is None:
+        return False
+    with connection._nodb_cursor() as cursor:
+        cursor.execute(query, [name])
+        return cursor.fetchone() is not None
 
 
 class Cloning:

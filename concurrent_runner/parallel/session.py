@@ -45,6 +45,7 @@ class SessionOptions:
     run: int  # which run_tests() call of the process this is
     rundir: Path
     verbosity: int = 1
+    interactive: bool = True
     failfast: bool = False
     keepdb: bool = False
     debug_sql: bool = False
@@ -142,6 +143,7 @@ class ParallelSession:
                 )
         self.controller.start()  # they start while the databases are made
         old_config = None
+        cloning_started = False
         try:
             old_config = make_databases()
             # Django runs its checks after this; they run now, before the
@@ -153,12 +155,20 @@ class ParallelSession:
             # where stdout is a block-buffered pipe (a CI log).
             sys.stdout.flush()
             cloned = self.clone_slots()
+            # Asked here, in the main thread: the clones' threads cannot.
+            clones.clear_old_clones(
+                old_config,
+                cloned,
+                interactive=self.options.interactive,
+                verbosity=self.options.verbosity,
+            )
             self.controller.configure(
                 {
                     slot: self._configuration(old_config, slot, slot in cloned)
                     for slot in range(1, self.workers + 1)
                 }
             )
+            cloning_started = True
             self.cloning = clones.Cloning(
                 old_config,
                 self.workers,
@@ -175,7 +185,9 @@ class ParallelSession:
             with cleanup_guard():
                 self.close()
                 self.finish_cloning()
-                if old_config is not None:
+                # Only clones this run started to make: a database already
+                # named like one, which the user chose to keep, stays.
+                if old_config is not None and cloning_started:
                     clones.destroy_clones(old_config, self.clone_slots(), 0, attempts=1)
             raise
         return old_config

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .groups import Unit
+
+if TYPE_CHECKING:
+    from .sharding import Shard
 
 FORMAT_VERSION = 1
 
@@ -26,21 +31,49 @@ def durations_path() -> Path:
     return durations_file()
 
 
+def recording_path(path: Path, shard: Shard | None) -> Path:
+    """Where a run merges the durations it measured: ``path`` itself, or,
+    for a sharded run, a file of its own beside it
+    (``.concurrent_runner_durations.shard-2-of-4.json``), so that the file
+    every shard plans from stays as it was and all shards split alike.
+    ``python -m concurrent_runner durations merge`` folds these in."""
+    if shard is None or (path.exists() and not path.is_file()):
+        return path  # os.devnull turns recording off, for shards too
+    suffix = path.suffix or ".json"
+    return path.with_name(f"{path.stem}.shard-{shard.index}-of-{shard.total}{suffix}")
+
+
 def load(path: Path) -> dict[str, float]:
+    """The durations in ``path``; ``{}`` for a missing, corrupt or foreign
+    file, without the entries that are not a finite number of seconds."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        # ValueError: not JSON, not UTF-8, or an int of more digits than
+        # Python parses; RecursionError: nested deeper than json can read.
         return {}
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
         return {}
     classes = data.get("classes", {})
     if not isinstance(classes, dict):
         return {}
-    return {
-        str(k): float(v)
-        for k, v in classes.items()
-        if isinstance(v, int | float) and v >= 0
-    }
+    loaded = {}
+    for label, value in classes.items():
+        seconds = _seconds(value)
+        if seconds is not None:
+            loaded[str(label)] = seconds
+    return loaded
+
+
+def _seconds(value: object) -> float | None:
+    """``value`` as seconds, or None if it is not a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def save(path: Path, measured: Mapping[str, float]) -> None:

@@ -33,7 +33,8 @@ INSTALLED_APPS = [
 ]
 DATABASES = {
     "default": database("e2e"),
-    "other": database("e2e_other"),
+    # No dependency on "default": a test may use "other" alone.
+    "other": {**database("e2e_other"), "TEST": {"DEPENDENCIES": []}},
     "replica": {**database("e2e"), "TEST": {"MIRROR": "default"}},
 }
 if os.environ.get("E2E_MARKS_BACKEND") == "1":
@@ -47,3 +48,14 @@ CONCURRENT_RUNNER_FAST_POSTGRESQL = os.environ.get("FAST_POSTGRESQL", "1") == "1
 CONCURRENT_RUNNER_DURATIONS_FILE = os.environ.get("DURATIONS_FILE", os.devnull)
 CONCURRENT_RUNNER_FAILED_FILE = os.environ.get("FAILED_FILE", os.devnull)
 CONCURRENT_RUNNER_FAST_EXIT = os.environ.get("FAST_EXIT", "1") == "1"
+
+# SQLITE_DIR: on SQLite, the databases are files in that folder (the real
+# ones, and with SQLITE_TEST_FILES=1 the test databases too, as a project
+# that names them in TEST does), not in the working directory and memory.
+if os.environ.get("SQLITE_DIR") and DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    for _db in DATABASES.values():
+        _file = Path(_db["NAME"]).name
+        _db["NAME"] = str(Path(os.environ["SQLITE_DIR"]) / _file)
+        _test = _db.setdefault("TEST", {})
+        if os.environ.get("SQLITE_TEST_FILES") == "1" and "MIRROR" not in _test:
+            _test["NAME"] = str(Path(os.environ["SQLITE_DIR"]) / f"test_{_file}")
