@@ -44,6 +44,13 @@ def failed_file() -> Path:
     return durations.with_name(DEFAULT_FAILED_FILENAME)
 
 
+def parallel_groups() -> Any:
+    """``CONCURRENT_RUNNER_PARALLEL_GROUPS``: how many workers ``manage.py
+    test`` uses without a flag (a number, or "auto"); None: one process.
+    Checked where it is used."""
+    return _setting("CONCURRENT_RUNNER_PARALLEL_GROUPS", None)
+
+
 def fork_workers() -> bool:
     """``CONCURRENT_RUNNER_FORK_WORKERS``: fork workers where it is safe."""
     return bool(_setting("CONCURRENT_RUNNER_FORK_WORKERS", True))

@@ -91,9 +91,9 @@ def default_workers() -> int:
 
 
 def choose_workers(parallel_groups: int | str | None, parallel: Any) -> tuple[int, str]:
-    """How many workers, and which option chose them: ``--parallel-groups``
-    first, then Django's own ``--parallel`` (or a script's ``parallel=``),
-    else one."""
+    """How many workers, and what chose them: ``--parallel-groups`` first,
+    then Django's own ``--parallel`` (or a script's ``parallel=``), then
+    ``settings.CONCURRENT_RUNNER_PARALLEL_GROUPS``, else one."""
     if parallel_groups is not None:
         if isinstance(parallel_groups, str):
             parallel_groups = parallel_groups_type(parallel_groups)
@@ -102,7 +102,19 @@ def choose_workers(parallel_groups: int | str | None, parallel: Any) -> tuple[in
         parallel = default_workers()
     if isinstance(parallel, int) and parallel > 1:
         return parallel, f"--parallel {parallel}"
-    return 1, "the default (one process)"
+    from .conf import parallel_groups as setting
+
+    value = setting()
+    if value is None:
+        return 1, "the default (one process)"
+    try:
+        workers = parallel_groups_type(str(value))
+    except argparse.ArgumentTypeError:
+        raise ConfigurationError(
+            f"CONCURRENT_RUNNER_PARALLEL_GROUPS is {value!r}; it must be a "
+            f"positive integer or 'auto'."
+        ) from None
+    return workers, f"settings.CONCURRENT_RUNNER_PARALLEL_GROUPS ({value!r})"
 
 
 @dataclass

@@ -395,6 +395,11 @@ class RefusedFlagTests(SimpleTestCase):
             (("--parallel", "2"), {}, "--parallel 2"),
             (("--parallel",), {"DJANGO_TEST_PROCESSES": "2"}, "--parallel 2"),
             (("--parallel", "4", "--parallel-groups", "2"), {}, "--parallel-groups 2"),
+            (
+                (),
+                {"E2E_PARALLEL_GROUPS": "2"},
+                "settings.CONCURRENT_RUNNER_PARALLEL_GROUPS ('2')",
+            ),
         ):
             with self.subTest(args=args):
                 result = manage("multidb", "-v", "2", *args, env=env)
