@@ -15,6 +15,8 @@ DEFAULT_DURATIONS_FILENAME = ".concurrent_runner_durations.json"
 #: Where --failed finds what failed last, when CONCURRENT_RUNNER_FAILED_FILE
 #: is not set: next to the durations file.
 DEFAULT_FAILED_FILENAME = ".concurrent_runner_failed.json"
+#: Where --sequence files go when CONCURRENT_RUNNER_SEQUENCES_DIR is not set.
+DEFAULT_SEQUENCES_DIRNAME = ".concurrent_runner_sequences"
 #: Seconds a batch of concurrent calls may take unless told otherwise.
 DEFAULT_CALL_TIMEOUT = 30.0
 
@@ -49,6 +51,19 @@ def parallel_groups() -> Any:
     test`` uses without a flag (a number, or "auto"); None: one process.
     Checked where it is used."""
     return _setting("CONCURRENT_RUNNER_PARALLEL_GROUPS", None)
+
+
+def sequences_dir() -> Path | None:
+    """``CONCURRENT_RUNNER_SEQUENCES_DIR``: where a parallel run writes, for
+    each failure, the tests its worker ran before it; else a folder next to
+    the durations file (nowhere if that is os.devnull)."""
+    configured = _setting("CONCURRENT_RUNNER_SEQUENCES_DIR", None)
+    if configured:
+        return None if str(configured) == os.devnull else Path(configured)
+    durations = durations_file()
+    if str(durations) == os.devnull:
+        return None
+    return durations.with_name(DEFAULT_SEQUENCES_DIRNAME)
 
 
 def fork_workers() -> bool:

@@ -153,6 +153,8 @@ class Runner(DiscoverRunner):
         junit_xml: str | None = None,
         failed: bool = False,
         failed_first: bool = False,
+        sequence: str | None = None,
+        bisect: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -160,6 +162,8 @@ class Runner(DiscoverRunner):
         check_report_path("--junit-xml", junit_xml)
         self.failed = failed
         self.failed_first = failed_first
+        self.sequence = Path(sequence) if sequence else None
+        self.bisect = Path(bisect) if bisect else None
         self.group_timeout = group_timeout
         self.timeline_path = Path(timeline) if timeline else None
         self.junit_path = Path(junit_xml) if junit_xml else None
@@ -168,6 +172,9 @@ class Runner(DiscoverRunner):
         self.parallel_groups, self.workers_chosen_by = choose_workers(
             parallel_groups, self.parallel
         )
+        if self.sequence or self.bisect:
+            # In one process, in the file's order (see reproduce).
+            self.parallel_groups, self.workers_chosen_by = 1, "--sequence"
         # Our workers run the tests, never Django's ParallelTestSuite.
         self.parallel = 0
         if self.parallel_groups > 1 and self.pdb:
@@ -213,6 +220,26 @@ class Runner(DiscoverRunner):
                 "Run shard K of N: a deterministic part of the suite, groups "
                 "kept whole, balanced by recorded durations. 'auto' takes K "
                 "and N from CI_NODE_INDEX and CI_NODE_TOTAL."
+            ),
+        )
+        order = parser.add_mutually_exclusive_group()
+        order.add_argument(
+            "--sequence",
+            metavar="FILE",
+            default=None,
+            help=(
+                "Run exactly the tests FILE lists, in its order, in one "
+                "process (a parallel run writes such a file for each failure: "
+                "the tests its worker ran before it)."
+            ),
+        )
+        order.add_argument(
+            "--bisect",
+            metavar="FILE",
+            default=None,
+            help=(
+                "Find which test of a --sequence FILE, run before its last "
+                "(failing) test, makes that test fail."
             ),
         )
         rerun = parser.add_mutually_exclusive_group()
@@ -276,7 +303,26 @@ class Runner(DiscoverRunner):
                     return self._serve(spec, test_labels)
         if self.list_groups:
             return self._list_groups(test_labels)
+        if self.bisect is not None:
+            return self._bisect(self.bisect)
         return self._run_tests(test_labels, **kwargs)
+
+    def _bisect(self, path: Path) -> int:
+        """--bisect FILE: fresh runs of this command, each in one process."""
+        from .reproduce import bisect_command
+
+        found = bisect_command(path, self.log)
+        self.log(found.verdict)
+        if len(found.culprits) == 1:
+            from .reproduce import write_sequence
+
+            pair = path.with_name(f"{path.stem}.pair.txt")
+            with contextlib.suppress(OSError):
+                write_sequence(pair, [*found.culprits, found.failing])
+                from .reproduce import command_with
+
+                self.log(f"To run the two: {command_with('--sequence', pair)}")
+        return 0
 
     def _run_tests(self, test_labels: list[str], **kwargs: Any) -> int:
         from .databases.flush import fast_flush
@@ -463,11 +509,18 @@ class Runner(DiscoverRunner):
             ),
             listeners=listeners,
             listeners_for=lambda result: [
-                self._progress(result, units, estimates, tests)
+                self._progress(result, units, estimates, tests),
+                self._sequences(result, tests),
             ],
             interrupts=run.interrupts,
         )
         return run.session.suite
+
+    def _sequences(self, result: unittest.TestResult, tests: list[Any]) -> Any:
+        from .conf import sequences_dir
+        from .reproduce import Sequences
+
+        return Sequences([t.id() for t in tests], sequences_dir(), result)
 
     def _progress(
         self,
@@ -494,6 +547,12 @@ class Runner(DiscoverRunner):
         self, test_labels: Any, **kwargs: Any
     ) -> tuple[Any, list[Any], list[Unit]]:
         """Django's suite, its tests and their units, for this shard."""
+        if self.sequence is not None:
+            from .reproduce import load_sequence_suite
+
+            tests = load_sequence_suite(self.test_loader, self.sequence)
+            self.log(f"Running the {len(tests)} test(s) of {self.sequence}, in order.")
+            return self.test_suite(tests), tests, build_units(tests)
         with self._ctrl_c_raises():  # discovery imports every test module
             suite = super().build_suite(test_labels, **kwargs)
         tests = list(_iter_tests(suite))

@@ -379,6 +379,70 @@ class FailedTests(SimpleTestCase):
             )
 
 
+class ReproduceTests(SimpleTestCase):
+    def test_a_failure_only_in_parallel_comes_with_its_workers_sequence(self):
+        serial = manage("orderdep", "-v", "2")
+        self.assertEqual(serial.returncode, 0, serial.output)
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"SEQUENCES_DIR": tmp}
+            parallel = manage("orderdep", "-v", "2", *PARALLEL, env=env)
+            self.assertEqual(parallel.returncode, 1, parallel.output)
+            self.assertEqual(
+                parallel.statuses()["orderdep.tests.Victim.test_victim"], "FAIL"
+            )
+            path = Path(tmp) / "orderdep.tests.Victim.test_victim.txt"
+            self.assertEqual(
+                path.read_text().splitlines()[1:],
+                [
+                    "orderdep.tests.Busy.test_busy",
+                    "orderdep.tests.InnocentToo.test_innocent",
+                    "orderdep.tests.Victim.test_victim",
+                ],
+            )
+            self.assertIn(f"--sequence {path}", parallel.output)
+            # The command given runs that sequence, and the failure is back.
+            again = manage("orderdep", *PARALLEL, "-v", "2", "--sequence", str(path))
+            self.assertEqual(
+                list(again.statuses().items()),
+                [
+                    ("orderdep.tests.Busy.test_busy", "ok"),
+                    ("orderdep.tests.InnocentToo.test_innocent", "ok"),
+                    ("orderdep.tests.Victim.test_victim", "FAIL"),
+                ],
+            )
+
+    def test_bisect_finds_the_test_that_makes_another_fail(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "seq.txt"
+            path.write_text(
+                "".join(
+                    f"orderdep.tests.{name}\n"
+                    for name in (
+                        "AnAppPrepares.test_prepare",
+                        "Innocent.test_innocent",
+                        "ZPoisons.test_poison",
+                        "Busy.test_busy",
+                        "PoisonVictim.test_victim",
+                    )
+                )
+            )
+            result = manage("--bisect", str(path))
+            self.assertEqual(result.returncode, 0, result.output)
+            self.assertIn(
+                "orderdep.tests.PoisonVictim.test_victim fails when "
+                "orderdep.tests.ZPoisons.test_poison runs before it, and passes "
+                "alone.",
+                result.output,
+            )
+            self.assertEqual(
+                (Path(tmp) / "seq.pair.txt").read_text().splitlines()[1:],
+                [
+                    "orderdep.tests.ZPoisons.test_poison",
+                    "orderdep.tests.PoisonVictim.test_victim",
+                ],
+            )
+
+
 class RefusedFlagTests(SimpleTestCase):
     """Flags that cannot go with --parallel-groups, and a bad value of it."""
 

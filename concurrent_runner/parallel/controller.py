@@ -106,9 +106,9 @@ class RunListener:
     def unit_finished(self, unit: int) -> None:
         """Every test of the unit is accounted for."""
 
-    def test_errored(self, index: int) -> None:
-        """The parent reported an error for a test (its worker died, or it
-        could not be run there)."""
+    def test_errored(self, slot: int, index: int) -> None:
+        """The parent reported an error for a test on ``slot`` (its worker
+        died, or it could not be run there)."""
 
     def reporting(self, starts: bool) -> None:
         """Something is about to be written to the result (``starts``), or
@@ -238,6 +238,7 @@ class RunController:
                 names.append(test.id)
                 self._account(state.slot, state.in_flight)
                 self._test_error(
+                    state.slot,
                     state.in_flight,
                     TestInterrupted(
                         f"The run was interrupted ({signal_name}) while "
@@ -433,7 +434,9 @@ class RunController:
                 present.append(index)
             else:
                 self._account(slot, index)
-                self._test_error(index, WorkerCrashed(self._why_missing(state, index)))
+                self._test_error(
+                    slot, index, WorkerCrashed(self._why_missing(state, index))
+                )
         if not present:
             self._finish(unit)
             return
@@ -525,6 +528,7 @@ class RunController:
             index = state.in_flight
             self._account(slot, index)
             self._test_error(
+                slot,
                 index,
                 WorkerCrashed(
                     f"The worker running {self.tests[index].id} {ending.report()}"
@@ -576,12 +580,12 @@ class RunController:
             if target in (test.class_label, test.module):
                 self.remaining[unit].remove(index)
 
-    def _test_error(self, index: int, error: Exception) -> None:
+    def _test_error(self, slot: int, index: int, error: Exception) -> None:
         if self.report is not None:
             with self._writing():
                 self.report.test_error(index, error)
                 for listener in self.listeners:
-                    listener.test_errored(index)
+                    listener.test_errored(slot, index)
 
     def _fixture_error(self, description: str, error: Exception) -> None:
         if self.report is not None:

@@ -101,7 +101,7 @@ class Progress(RunListener):
             )
             self._name(kind, self._id(record.index))
 
-    def test_errored(self, index: int) -> None:
+    def test_errored(self, slot: int, index: int) -> None:
         self._reported.add(index)
         self.counts["failed"] += 1
         if self._names_failures:

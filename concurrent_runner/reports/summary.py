@@ -60,4 +60,8 @@ class ShortSummary:
         stream.writeln("short test summary info")
         for line in lines:
             stream.writeln(line)
+        # Set by a parallel run (reproduce.Sequences): how to rerun a
+        # failure in the order its worker ran it.
+        for line in getattr(self, "reproduce_hints", ()):
+            stream.writeln(line)
         stream.flush()

@@ -48,6 +48,7 @@ CONCURRENT_RUNNER_FAST_POSTGRESQL = os.environ.get("FAST_POSTGRESQL", "1") == "1
 CONCURRENT_RUNNER_DURATIONS_FILE = os.environ.get("DURATIONS_FILE", os.devnull)
 CONCURRENT_RUNNER_FAILED_FILE = os.environ.get("FAILED_FILE", os.devnull)
 CONCURRENT_RUNNER_PARALLEL_GROUPS = os.environ.get("E2E_PARALLEL_GROUPS")
+CONCURRENT_RUNNER_SEQUENCES_DIR = os.environ.get("SEQUENCES_DIR", os.devnull)
 CONCURRENT_RUNNER_FAST_EXIT = os.environ.get("FAST_EXIT", "1") == "1"
 
 # SQLITE_DIR: on SQLite, the databases are files in that folder (the real
