@@ -452,3 +452,35 @@ class OutputTests(unittest.TestCase):
             ),
         )
         self.assertEqual(report.fixtures[0][0], "setUpClass (app.tests.Big)")
+
+
+class FixtureOnceTests(unittest.TestCase):
+    def test_a_module_fixture_error_of_several_units_is_reported_once(self) -> None:
+        # Serially tearDownModule runs once; here in each unit of the module.
+        controller, _, report, *_ = make()
+        controller.dispatch()
+        error = RuntimeError("no")
+        for slot, unit in ((1, 0), (2, 1)):
+            controller.fixture_outcome(
+                slot,
+                p.FixtureOutcome(
+                    unit,
+                    "tearDownModule (app.tests)",
+                    p.Error((RuntimeError, error, None)),
+                ),
+            )
+        self.assertEqual(
+            [d for d, _ in report.fixtures], ["tearDownModule (app.tests)"]
+        )
+
+    def test_and_so_is_a_worker_lost_in_it_each_time(self) -> None:
+        controller, _, report, *_ = make()
+        controller.dispatch()
+        for slot, unit in ((1, 0), (2, 1)):
+            controller.fixture_started(
+                slot, p.FixtureStarted(unit, "tearDownModule", "app.tests")
+            )
+            controller.worker_lost(slot, EXITED)
+        self.assertEqual(
+            [d for d, _ in report.fixture_errors], ["tearDownModule (app.tests)"]
+        )

@@ -181,6 +181,7 @@ class RunController:
         self.stopped_at: float | None = None  # failfast: start nothing more
         self.interrupted: str | None = None  # the signal's name
         self._losses: dict[int, int] = {}  # unit -> losses without progress
+        self._fixtures_reported: set[tuple[str, type]] = set()
 
     # -- the run as a whole ------------------------------------------------
 
@@ -313,8 +314,14 @@ class RunController:
             self._check_stop()
 
     def fixture_outcome(self, slot: int, message: p.FixtureOutcome) -> None:
-        """A class or module fixture failed or skipped (setUpClass ...)."""
-        if not self._reporting:
+        """A class or module fixture failed or skipped (setUpClass ...).
+
+        Reported once: a module's fixtures run in every unit that holds its
+        classes (as under Django's --parallel), a class's in every chunk of
+        it, where serially each runs once."""
+        if not self._reporting or self._seen_before(
+            message.description, type(message.outcome)
+        ):
             return
         with self._writing():
             self._report().fixture(message)
@@ -541,6 +548,7 @@ class RunController:
                 WorkerCrashed(
                     f"The worker running {fixture.description} {ending.report()}"
                 ),
+                once=True,
             )
             if fixture.sets_up:
                 self._drop_covered_by(unit, fixture.target)
@@ -580,6 +588,14 @@ class RunController:
             if target in (test.class_label, test.module):
                 self.remaining[unit].remove(index)
 
+    def _seen_before(self, description: str, kind: type) -> bool:
+        """Whether this fixture's outcome of this kind was reported already."""
+        key = (description, kind)
+        if key in self._fixtures_reported:
+            return True
+        self._fixtures_reported.add(key)
+        return False
+
     def _test_error(self, slot: int, index: int, error: Exception) -> None:
         if self.report is not None:
             with self._writing():
@@ -587,10 +603,16 @@ class RunController:
                 for listener in self.listeners:
                     listener.test_errored(slot, index)
 
-    def _fixture_error(self, description: str, error: Exception) -> None:
-        if self.report is not None:
-            with self._writing():
-                self.report.fixture_error(description, error)
+    def _fixture_error(
+        self, description: str, error: Exception, *, once: bool = False
+    ) -> None:
+        """``once``: a fixture's error, reported once (see fixture_outcome)."""
+        if self.report is None:
+            return
+        if once and self._seen_before(description, type(error)):
+            return
+        with self._writing():
+            self.report.fixture_error(description, error)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
