@@ -407,6 +407,10 @@ class Runner(DiscoverRunner):
             from .reports.junit import JUnitRecording
 
             mixins.append(JUnitRecording)
+        if run is not None and run.session is not None:
+            from .parallel.replay import WorkerTracebacks
+
+            mixins.append(WorkerTracebacks)
         from .reports.skips import SKIPS_UNSTARTED, NamedSkips
         from .reports.summary import ShortSummary
 
@@ -465,10 +469,12 @@ class Runner(DiscoverRunner):
         run = self._run
         if self.parallel_groups <= 1 or run is None:
             return suite
-        estimates = self._estimates(tests, units)
-        plan = self._plan(units, estimates)
-        if plan.workers <= 1:
+        if not tests:
             return suite
+        estimates = self._estimates(tests, units)
+        # Even a plan of one worker runs in one: a crash costs only its test,
+        # and --group-timeout applies, as asked for.
+        plan = self._plan(units, estimates)
         from .parallel.session import ParallelSession, SessionOptions
         from .planning.plan import describe_plan
 

@@ -108,6 +108,7 @@ class Progress(RunListener):
             self._name("ERROR", self._id(index))
 
     def fixture_failed(self, slot: int) -> None:
+        self.counts["failed"] += 1  # as unittest counts it among the errors
         if self._names_failures and slot in self.running:
             self._name("ERROR", f"a class or module fixture of {self._label(slot)}")
 
