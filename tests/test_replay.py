@@ -605,3 +605,28 @@ class BrokenStdoutTests(unittest.TestCase):
         self.assertEqual(result.testsRun, 2)
         self.assertEqual(said.count("Could not write a test's output"), 1, said)
         self.assertIn("TimeoutError", said)
+
+
+class WorkerTracebackTests(unittest.TestCase):
+    def test_replayed_tracebacks_have_no_misplaced_markers(self) -> None:
+        import pickle
+
+        from concurrent_runner.parallel.replay import WorkerTracebacks
+
+        def fails() -> None:
+            values = {"a": 1}
+            assert values["a"] + values["a"] == 3, "wrong sum"
+
+        try:
+            fails()
+        except AssertionError:
+            err = p.portable_exc_info(sys.exc_info())  # type: ignore[arg-type]
+        travelled = pickle.loads(pickle.dumps(err))
+        cls = type("Result", (WorkerTracebacks, unittest.TextTestResult), {})
+        result = cls(unittest.runner._WritelnDecorator(io.StringIO()), True, 0)  # type: ignore[attr-defined]
+        test = make_test()
+        replay_test(result, test, p.TestRecord(0, [p.Failure(travelled)]))
+        [(_test, text)] = result.failures
+        self.assertIn('assert values["a"] + values["a"] == 3, "wrong sum"', text)
+        self.assertIn("AssertionError: wrong sum", text)
+        self.assertNotRegex(text, r"(?m)^ +\^+ *$")

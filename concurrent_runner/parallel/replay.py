@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import sys
 import time
@@ -29,10 +30,42 @@ def _subtest(test: unittest.TestCase, outcome: p.SubTestResult) -> Any:
     return unittest.case._SubTest(test, message, outcome.params)  # type: ignore[attr-defined]
 
 
+class WorkerTracebacks:
+    """Mixed into a parallel run's result: tracebacks that came from a
+    worker are shown without Python 3.11+'s ``^^^^`` markers, which would be
+    wrong there (tblib rebuilds each frame from a stub of its own, whose
+    column positions the markers would show)."""
+
+    _replaying = False
+
+    def _exc_info_to_string(self, err: Any, test: Any) -> str:
+        text: str = super()._exc_info_to_string(err, test)  # type: ignore[misc]
+        if not self._replaying:
+            return text
+        return "".join(
+            line for line in text.splitlines(True) if not _MARKERS.match(line)
+        )
+
+
+#: A line of markers under a traceback's source line (and only that).
+_MARKERS = re.compile(r"^ +[\^~]+ *\n?$")
+
+
 def replay_outcome(result: unittest.TestResult, test: Any, outcome: p.Outcome) -> None:
     # typeshed wants a traceback in every exc_info; unittest itself accepts
     # None, which is what a stand-in for an unpicklable error carries.
     target: Any = result
+    replaying = getattr(result, "_replaying", None)
+    if replaying is not None:
+        target._replaying = True
+    try:
+        _add(target, test, outcome)
+    finally:
+        if replaying is not None:
+            target._replaying = False
+
+
+def _add(target: Any, test: Any, outcome: p.Outcome) -> None:
     match outcome:
         case p.Success():
             target.addSuccess(test)
