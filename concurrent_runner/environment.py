@@ -16,6 +16,9 @@ WORKER_ENV = "CONCURRENT_RUNNER_WORKER"
 SERVER_ENV = "CONCURRENT_RUNNER_CALL_SERVER"
 #: The run's directory for mp_lock, mp_message_board and mp_trail.
 SYNC_ENV = "CONCURRENT_RUNNER_SYNC_DIR"
+#: Where a measured run's children put their coverage data, and how they
+#: measure (``coverage_relay.Relay``).
+COVERAGE_ENV = "CONCURRENT_RUNNER_COVERAGE"
 
 
 class Role(enum.Enum):

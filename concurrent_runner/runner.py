@@ -132,6 +132,7 @@ class _RunState:
     checked: bool = False  # run_checks already ran (a parallel run, before cloning)
     selected: set[str] = field(default_factory=set)  # last_failed.names()
     cloning_bar: Any = None
+    coverage: Any = None  # coverage_relay.CoverageRelay, when coverage.py measures
 
 
 class Runner(DiscoverRunner):
@@ -331,6 +332,7 @@ class Runner(DiscoverRunner):
 
         # (and remove the run directories of runs killed earlier)
         run = self._run = _RunState(make_run_dir(), Interrupts())
+        run.coverage = _measure_children(run.rundir)
         # -v 2 ends a parallel run with its timings; an in-process run stays
         # exactly DiscoverRunner's unless a timeline is asked for.
         if self.timeline_path is not None or (
@@ -360,6 +362,7 @@ class Runner(DiscoverRunner):
                 self._untune_postgresql()
                 if run.session is not None:
                     run.session.close()
+                _end_children(run)
                 unwritten = self._write_reports()
             finally:
                 shutil.rmtree(run.rundir, ignore_errors=True)
@@ -432,10 +435,12 @@ class Runner(DiscoverRunner):
             # Another call of a script that runs the runner more than once;
             # the parent runs (or ran) it itself.
             return 0
+        from .coverage_relay import measure_fresh_child
         from .databases.flush import install, wanted
         from .parallel.processes import connect_child
         from .parallel.worker import dump_stacks_on_sigusr1, serve
 
+        measure_fresh_child()
         if spec.shuffle_seed is not None:
             self.shuffle = spec.shuffle_seed
         dump_stacks_on_sigusr1(spec.stack_file)
@@ -848,6 +853,29 @@ def _iter_tests(suite: unittest.TestSuite) -> Iterator[Any]:
     from django.test.utils import iter_test_cases  # type: ignore[attr-defined]
 
     return iter_test_cases(suite)
+
+
+def _measure_children(rundir: Path) -> Any:
+    """When coverage.py measures this process, have every process of the
+    run measured too (``coverage_relay``)."""
+    from .coverage_relay import CoverageRelay
+
+    relay = CoverageRelay.start(rundir / "coverage")
+    if relay is not None:
+        relay.publish()
+    return relay
+
+
+def _end_children(run: _RunState) -> None:
+    """After the workers: end this process's call server, started during
+    the run with the run's directories, then fold the coverage data of the
+    run's processes into this one's."""
+    calls = sys.modules.get("concurrent_runner.calls.concurrent")
+    if calls is not None:
+        calls.stop_server()
+    if run.coverage is not None:
+        run.coverage.finish()
+        run.coverage = None
 
 
 @contextlib.contextmanager

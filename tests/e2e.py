@@ -128,6 +128,7 @@ class Started:
         self.argv = args if os.path.isabs(args[0]) else [sys.executable, *args]
         base = dict(os.environ)
         base.pop("CONCURRENT_RUNNER_WORKER", None)
+        base.pop("CONCURRENT_RUNNER_COVERAGE", None)  # if this suite is measured
         suffix = db_suffix()
         full_env = {
             **base,

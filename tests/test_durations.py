@@ -3,11 +3,13 @@ made from it."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import stat
 import tempfile
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from unittest import mock
 
@@ -272,6 +274,70 @@ class MergeTests(SimpleTestCase):
             self.assertEqual(
                 durations.load(root / "out.json"), {"m.A": 1.0, "m.B": 3.0, "m.C": 4.0}
             )
+
+    def merge(self, *args: str) -> tuple[int, str, str]:
+        from concurrent_runner.planning.durations import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["durations", "merge", *args])
+        return code, out.getvalue(), err.getvalue()
+
+    def test_nothing_to_merge_fails(self) -> None:
+        # A CI step whose pattern matched nothing (the shell passes it on as
+        # written), or whose files were never kept, must not pass.
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            durations.save(root / "out.json", {"m.A": 1.0})
+            before = (root / "out.json").read_text()
+            (root / "empty.json").write_text("")
+            code, out, err = self.merge(
+                str(root / "out.json"),
+                str(root / "durations-*/.concurrent_runner_durations.shard-*.json"),
+                str(root / "empty.json"),
+                str(root),
+            )
+            self.assertEqual(code, 1)
+            self.assertEqual(out, "")
+            self.assertIn("nothing to merge: none of the 3 file(s)", err)
+            self.assertIn("shard-*.json': no such file.", err)
+            self.assertIn("empty.json': no durations in it.", err)
+            self.assertIn(f"skipped {str(root)!r}: not a file.", err)
+            self.assertEqual((root / "out.json").read_text(), before)
+
+    def test_nothing_to_merge_into_a_new_file_writes_none(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out.json"
+            code, _, _ = self.merge(str(out), str(Path(tmp) / "missing.json"))
+            self.assertEqual(code, 1)
+            self.assertFalse(out.exists())
+
+    def test_a_missing_shard_is_named_and_the_rest_merged(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            durations.save(root / "a.json", {"m.A": 1.0})
+            code, out, err = self.merge(
+                str(root / "out.json"), str(root / "a.json"), str(root / "b.json")
+            )
+            self.assertEqual(code, 0, err)
+            self.assertIn("b.json': no such file.", err)
+            self.assertIn("Merged the durations of 1 file(s)", out)
+            self.assertIn(": 1 class(es).", out)
+            self.assertEqual(durations.load(root / "out.json"), {"m.A": 1.0})
+
+    def test_an_out_that_cannot_be_written_fails(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            durations.save(root / "a.json", {"m.A": 1.0})
+            for out, message in (
+                (root / "no-such-dir" / "out.json", "could not write"),
+                (root, "is not a file"),
+            ):
+                with self.subTest(out=out):
+                    code, _, err = self.merge(str(out), str(root / "a.json"))
+                    self.assertEqual(code, 1)
+                    self.assertIn(message, err)
+            self.assertEqual(sorted(p.name for p in root.iterdir()), ["a.json"])
 
 
 def _json_values():

@@ -324,9 +324,18 @@ class CallServer:
         )
 
         argv, env = server_command()
-        self.conn, self.process = spawn_with_channel(
-            argv, lambda fd: {**env, SERVER_ENV: str(fd)}
-        )
+        # Measured outside a run: this server relays coverage.py itself.
+        self.coverage = _own_coverage_relay()
+        if self.coverage is not None:
+            env.update(self.coverage.relay.child_environ("call-server"))
+        try:
+            self.conn, self.process = spawn_with_channel(
+                argv, lambda fd: {**env, SERVER_ENV: str(fd)}
+            )
+        except BaseException:
+            if self.coverage is not None:
+                self.coverage.finish()
+            raise
         self.pid = os.getpid()  # the process that owns this server
         if not wait([self.conn], CALL_SERVER_START_TIMEOUT):
             self.stop()
@@ -365,6 +374,8 @@ class CallServer:
             code = wait_for(self.process, TERMINATE_GRACE)
             self.stop()
             return _all_failed(batch, f"The call server died (exit code {code}).")
+        if self.coverage is not None:
+            self.coverage.merge()  # the calls have saved theirs
         return _results(done)
 
     def stop(self) -> None:
@@ -377,6 +388,9 @@ class CallServer:
 
         self.conn.close()
         end_processes([self.process], patience=CALL_SERVER_EXIT_GRACE)
+        if self.coverage is not None:
+            coverage, self.coverage = self.coverage, None
+            coverage.finish()
 
 
 def server_command() -> tuple[list[str], dict[str, str]]:
@@ -391,10 +405,12 @@ def server_command() -> tuple[list[str], dict[str, str]]:
     from django.conf import settings
 
     from ..conf import call_manage_py
+    from ..coverage_relay import child_environ
     from ..parallel import protocol
 
     env = dict(os.environ)
     env.pop(protocol.WORKER_ENV, None)
+    env.update(child_environ("call-server"))
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     manage_py = call_manage_py()
     if manage_py:
@@ -425,6 +441,25 @@ def _server() -> CallServer:
 def _stop_server() -> None:
     if _current is not None and _current.pid == os.getpid():
         _current.stop()
+
+
+def stop_server() -> None:
+    """End this process's call server, if it has one; the next batch
+    starts another."""
+    global _current
+    _stop_server()
+    _current = None
+
+
+def _own_coverage_relay() -> Any:
+    """When coverage.py measures this process and no run relays it (calls
+    made under another test runner), a relay of the call server's own; its
+    data is folded in after every batch and when the server ends."""
+    from ..coverage_relay import CoverageRelay, Relay
+
+    if Relay.from_environ() is not None:
+        return None  # the run's (``Runner``): the run folds it in
+    return CoverageRelay.start()
 
 
 def _results(done: BatchDone) -> CallResults:

@@ -31,6 +31,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..coverage_relay import (
+    measure_forked_child,
+    measure_fresh_child,
+    save_forked_child,
+)
 from ..environment import SERVER_ENV
 from ..parallel.processes import CALL_KILL_GRACE, PidChild, end_processes
 
@@ -100,6 +105,7 @@ def _run_call(payload: bytes, batch: Batch, go: int, out: int) -> None:
     from django.db import connections
 
     tblib.pickling_support.install()
+    measure_forked_child()  # before the barrier, so the calls start together
     outcome = CallOutcome("error", pid=os.getpid())
     try:
         from .forbidden import forbid
@@ -118,7 +124,7 @@ def _run_call(payload: bytes, batch: Batch, go: int, out: int) -> None:
         _flush_output()
         _write_all(out, _frame(_READY))
         _write_all(out, _frame(_RESULT, dill.dumps(outcome)))
-        os._exit(0)
+        _exit(0)
     _write_all(out, _frame(_READY))
     os.read(go, 1)  # blocks until the server closes the pipe: the barrier
     outcome.start = time.time()
@@ -149,7 +155,14 @@ def _run_call(payload: bytes, batch: Batch, go: int, out: int) -> None:
             connections[alias].close()
     _flush_output()  # os._exit below would drop what stdout still buffers
     _write_all(out, _frame(_RESULT, dill.dumps(outcome)))
-    os._exit(0)
+    _exit(0)
+
+
+def _exit(code: int) -> None:
+    """End a call process (never returns), saving what coverage.py measured
+    in it, if it does: after the result, so the caller is not kept waiting."""
+    save_forked_child()
+    os._exit(code)
 
 
 def _flush_output() -> None:
@@ -275,7 +288,7 @@ def run_batch(batch: Batch, control: Connection) -> BatchDone:
                 gc.disable()  # a call lives briefly; see _preload
                 _run_call(payload, batch, go_read, write_end)
             finally:
-                os._exit(70)
+                _exit(70)
         os.close(write_end)
         children.append(_Child(index, pid, read_end, output))
     os.close(go_read)
@@ -383,6 +396,7 @@ def serve_from_environ() -> None:
     # The server's own stdin is useless to calls; keep signals default so the
     # caller can end it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    measure_fresh_child()  # before the calls' modules are imported
     try:
         serve(control)
     finally:

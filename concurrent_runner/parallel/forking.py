@@ -13,7 +13,7 @@ workers' parent and reaps them).
 The fork server is never given anything but fork requests, so every worker
 starts from the same clean state, also a replacement started mid-run after a
 crash. Where forking is unsafe or unavailable (not Linux, other threads
-running, coverage.py measuring without following forks,
+running, coverage.py older than 7.10.4 measuring,
 ``CONCURRENT_RUNNER_FORK_WORKERS = False``), and once a fork has failed or
 gone unanswered or the fork server is gone, the workers asked for from then
 on are fresh interpreters (``pool.WorkerProcess``).
@@ -37,6 +37,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any
 
+from ..coverage_relay import forks_measured, measure_forked_child, save_forked_child
 from . import protocol as p
 from .processes import (
     FORK_TIMEOUT,
@@ -62,21 +63,10 @@ def fork_workers_enabled() -> bool:
         # A fork copies only the calling thread; another thread's locks and
         # work would be left half-way in every copy.
         and threading.active_count() == 1
-        and _coverage_follows_forks()
+        # Coverage.py before 7.10.4 cannot be handed on to a fork; a fresh
+        # interpreter re-runs ``coverage run ...`` and is measured.
+        and forks_measured()
     )
-
-
-def _coverage_follows_forks() -> bool:
-    """False when coverage.py measures this process but would lose what a
-    forked worker runs: it saves at exit, which a fork ending in ``os._exit``
-    skips, unless ``[run] patch`` has ``fork`` and ``_exit``. A fresh
-    interpreter re-runs ``coverage run ...`` and is measured as before."""
-    coverage = sys.modules.get("coverage")
-    current = getattr(getattr(coverage, "Coverage", None), "current", None)
-    measuring = current() if current is not None else None
-    if measuring is None:
-        return True
-    return {"fork", "_exit"} <= set(getattr(measuring.config, "patch", None) or ())
 
 
 # -- messages between the parent and the fork server --------------------
@@ -404,6 +394,7 @@ def _clean_exit() -> None:
     calls = sys.modules.get("concurrent_runner.calls.concurrent")
     for step in (
         getattr(calls, "_stop_server", None),  # the worker's call server
+        save_forked_child,  # what coverage.py measured here, if it does
         multiprocessing.util._exit_function,  # type: ignore[attr-defined]
         logging.shutdown,
         sys.stdout.flush,
@@ -421,6 +412,7 @@ def _become_worker(
     from .worker import WorkerSpec, dump_stacks_on_sigusr1, serve
 
     os.setsid()  # its own group, ended with whatever it starts
+    measure_forked_child()  # into a coverage data file of its own
     # The same marker a fresh worker has, for code that asks where it runs.
     spec = WorkerSpec(
         fd, request.slot, request.run, request.shuffle_seed, request.stack_path

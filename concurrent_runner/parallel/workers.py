@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ..coverage_relay import child_environ
 from . import protocol as p
 from .endings import EndKind, WorkerEnding
 from .forking import ForkedProcess, ForkRequest, ForkServer, ForkServerGone
@@ -71,7 +72,11 @@ class WorkerProcess:
 
             def env_for(fd: int) -> dict[str, str]:
                 spec = WorkerSpec(fd, slot, run, shuffle_seed, str(self.stack_path))
-                return {**os.environ, p.WORKER_ENV: spec.dumps()}
+                return {
+                    **os.environ,
+                    p.WORKER_ENV: spec.dumps(),
+                    **child_environ("worker"),
+                }
 
             with open(self.log_path, "wb") as log:
                 forked = spawn_with_channel(

@@ -14,6 +14,7 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,8 +86,18 @@ def save(path: Path, measured: Mapping[str, float]) -> None:
         # it would destroy it, or fail and leave the temp file behind.
         return
     merged = load(path)
-    merged.update({k: round(v, 4) for k, v in measured.items()})
-    payload = {"version": FORMAT_VERSION, "classes": dict(sorted(merged.items()))}
+    merged.update(measured)
+    # A read-only checkout must not fail the run; scheduling just stays
+    # uninformed.
+    with contextlib.suppress(OSError):
+        write(path, merged)
+
+
+def write(path: Path, classes: Mapping[str, float]) -> None:
+    """Write ``classes`` as the durations file ``path``, atomically; raises
+    OSError (and leaves no temporary file) when it cannot."""
+    rounded = {k: round(v, 4) for k, v in sorted(classes.items())}
+    payload = {"version": FORMAT_VERSION, "classes": rounded}
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -95,10 +106,6 @@ def save(path: Path, measured: Mapping[str, float]) -> None:
             f.write("\n")
         os.replace(tmp, path)
         tmp = None
-    except OSError:
-        # A read-only checkout must not fail the run; scheduling just stays
-        # uninformed.
-        pass
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
@@ -128,23 +135,87 @@ def estimate(
     return [sum(class_estimate(c) for c in unit.classes) for unit in units]
 
 
-def merge(target: Path, sources: Sequence[Path]) -> None:
-    """Merge durations files (say, one per CI shard) into ``target``."""
+@dataclass
+class Merged:
+    """What ``merge`` did: the sources that held durations, the ones that
+    did not (each with why), and how many classes the target now has."""
+
+    merged: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    classes: int = 0
+
+
+def merge(target: Path, sources: Sequence[Path]) -> Merged:
+    """Merge durations files (say, one per CI shard) into ``target``, later
+    ones winning for a class found in several. ``target`` is written only
+    when a source holds durations; OSError if it cannot be."""
+    result = Merged()
+    classes = load(target)
     for source in sources:
-        save(target, load(source))
+        found = load(source)
+        if found:
+            classes.update(found)
+            result.merged.append(source)
+        elif not source.exists():
+            result.skipped.append((source, "no such file"))
+        elif not source.is_file():
+            result.skipped.append((source, "not a file"))
+        else:
+            result.skipped.append((source, "no durations in it"))
+    if result.merged:
+        write(target, classes)
+        result.classes = len(classes)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m concurrent_runner durations merge OUT IN [IN ...]``"""
+    """``python -m concurrent_runner durations merge OUT IN [IN ...]``: 0 when
+    OUT was written, 1 when no IN held durations (nothing to merge: a CI
+    step that lost the shards' files fails instead of passing) or OUT could
+    not be written."""
     import argparse
+    import sys
 
     parser = argparse.ArgumentParser(prog="python -m concurrent_runner")
     commands = parser.add_subparsers(dest="command", required=True)
     durations = commands.add_parser("durations", help="the durations file")
     actions = durations.add_subparsers(dest="action", required=True)
-    merging = actions.add_parser("merge", help="merge durations files into OUT")
-    merging.add_argument("out", type=Path)
-    merging.add_argument("sources", type=Path, nargs="+")
+    merging = actions.add_parser(
+        "merge",
+        help="merge durations files into OUT",
+        description=(
+            "Merge the durations files IN (say, one per CI shard) into OUT, "
+            "later ones winning for a class found in several. Fails (exit "
+            "code 1) when none of them holds durations."
+        ),
+    )
+    merging.add_argument("out", type=Path, metavar="OUT")
+    merging.add_argument("sources", type=Path, nargs="+", metavar="IN")
     args = parser.parse_args(argv)
-    merge(args.out, args.sources)
+    prog = "durations merge"
+    if args.out.exists() and not args.out.is_file():
+        print(f"{prog}: OUT {str(args.out)!r} is not a file.", file=sys.stderr)
+        return 1
+    try:
+        result = merge(args.out, args.sources)
+    except OSError as exc:
+        print(f"{prog}: could not write {str(args.out)!r}: {exc}", file=sys.stderr)
+        return 1
+    for source, why in result.skipped:
+        print(f"{prog}: skipped {str(source)!r}: {why}.", file=sys.stderr)
+    if not result.merged:
+        print(
+            f"{prog}: nothing to merge: none of the {len(args.sources)} file(s) "
+            f"given holds durations, so {str(args.out)!r} is left as it was. "
+            f"Check the paths: a shell pattern that matches nothing is passed "
+            f"on as it is written, and on CI the shards' files must be kept "
+            f"(artifacts; on GitHub with include-hidden-files, as their names "
+            f"start with a dot).",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"Merged the durations of {len(result.merged)} file(s) into "
+        f"{str(args.out)!r}: {result.classes} class(es)."
+    )
     return 0
