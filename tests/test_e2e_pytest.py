@@ -5,10 +5,15 @@ concurrent calls (``ConcurrentTestMixin`` in a ``TransactionTestCase``, the
 plain function in a ``django_db(transaction=True)`` test) and share
 ``mp_lock`` and ``mp_message_board`` with them, on the database DB_VENDOR
 names (a file for SQLite).
+
+Needs pytest and pytest-django (.ci/run installs them; in CI a missing one
+fails this test).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 
 from django.test import SimpleTestCase
@@ -19,6 +24,13 @@ PYTEST_PROJECT = ROOT / "tests" / "pytest_project"
 
 
 class PytestDjangoTests(SimpleTestCase):
+    def setUp(self):
+        for module in ("pytest", "pytest_django"):
+            if importlib.util.find_spec(module) is None:
+                if os.environ.get("CI"):
+                    self.fail(f"{module} is not installed; .ci/run installs it")
+                self.skipTest(f"{module} is not installed")
+
     def test_calls_and_sync_helpers_work_under_pytest_django(self):
         result = run(["-m", "pytest", "-v"], cwd=PYTEST_PROJECT)
         self.assertEqual(result.returncode, 0, result.output)
