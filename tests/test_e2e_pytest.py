@@ -12,24 +12,19 @@ fails this test).
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 
 from django.test import SimpleTestCase
 
 from .e2e import ROOT, run
+from .optional import require
 
 PYTEST_PROJECT = ROOT / "tests" / "pytest_project"
 
 
 class PytestDjangoTests(SimpleTestCase):
     def setUp(self):
-        for module in ("pytest", "pytest_django"):
-            if importlib.util.find_spec(module) is None:
-                if os.environ.get("CI"):
-                    self.fail(f"{module} is not installed; .ci/run installs it")
-                self.skipTest(f"{module} is not installed")
+        require(self, "pytest", "pytest_django")
 
     def test_calls_and_sync_helpers_work_under_pytest_django(self):
         result = run(["-m", "pytest", "-v"], cwd=PYTEST_PROJECT)
