@@ -328,3 +328,27 @@ class SyncFromCallsTests(ConcurrentTestMixin, TransactionTestCase):
             *[(call_funcs.board_write, {"key": f"call-{i}"}) for i in range(3)]
         )
         self.assertEqual(len({mp_message_board[f"call-{i}"] for i in range(3)}), 3)
+
+
+class ServerSyncDirTests(SimpleTestCase):
+    """The call server, and so every call, gets its caller's sync directory:
+    the run's, or outside a run (pytest-django) the caller's own."""
+
+    def test_outside_a_run_the_callers_own_directory_is_handed_on(self):
+        from concurrent_runner.calls import sync
+        from concurrent_runner.calls.concurrent import server_command
+        from concurrent_runner.environment import SYNC_ENV
+
+        with mock.patch.dict(os.environ):
+            os.environ.pop(SYNC_ENV, None)
+            _argv, env = server_command()
+            self.assertEqual(env[SYNC_ENV], str(sync.sync_dir()))
+            self.assertNotIn(SYNC_ENV, os.environ)  # the caller's stays private
+
+    def test_in_a_run_the_runs_directory_is_handed_on(self):
+        from concurrent_runner.calls.concurrent import server_command
+        from concurrent_runner.environment import SYNC_ENV
+
+        with mock.patch.dict(os.environ, {SYNC_ENV: "/run/sync"}):
+            _argv, env = server_command()
+        self.assertEqual(env[SYNC_ENV], "/run/sync")

@@ -19,6 +19,8 @@ from django.test import SimpleTestCase, override_settings
 from concurrent_runner.planning import durations
 from concurrent_runner.planning.groups import Strategy, Unit
 
+from .optional import require
+
 
 def free_unit(*classes: str) -> Unit:
     return Unit(
@@ -385,6 +387,7 @@ class LoadFuzzTests(TempDirTestCase):
             self.assertTrue(math.isfinite(value) and value >= 0, value)
 
     def test_any_json(self) -> None:
+        require(self, "hypothesis")
         from hypothesis import given, settings
 
         @settings(max_examples=150, database=None, deadline=None)
@@ -396,6 +399,7 @@ class LoadFuzzTests(TempDirTestCase):
         check()
 
     def test_any_bytes(self) -> None:
+        require(self, "hypothesis")
         from hypothesis import given, settings
         from hypothesis import strategies as st
 
@@ -415,6 +419,7 @@ class LoadFuzzTests(TempDirTestCase):
         check()
 
     def test_merge_of_any_files_writes_a_file_load_reads(self) -> None:
+        require(self, "hypothesis")
         from hypothesis import given, settings
 
         @settings(max_examples=50, database=None, deadline=None)

@@ -61,6 +61,8 @@ class ExampleSuiteTests(SimpleTestCase):
         self.assertEqual(self.parallel.ran, self.serial.ran)
         self.assertEqual(self.parallel.summary, self.serial.summary)
         self.assertIn("Running", self.parallel.output)
+        # -v 2 says which kind of worker ran.
+        self.assertIn("Workers are forked from the test process.", self.parallel.output)
 
     def test_no_old_test_database_to_destroy_for_an_in_memory_one(self):
         # The example's SQLite test database is in memory, where Django

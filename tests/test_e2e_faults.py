@@ -133,6 +133,11 @@ class StartupAndImportTests(LeavesNoDatabase):
         statuses = result.statuses()
         self.assertEqual(statuses["importfail.tests.OnlyInParent.test_one"], "ERROR")
         self.assertIn("only the parent can import importfail.tests", result.output)
+        # -v 2 says which kind of worker ran, and why.
+        self.assertIn(
+            "Workers are fresh interpreters: CONCURRENT_RUNNER_FORK_WORKERS is False.",
+            result.output,
+        )
         self.assertEqual(
             [s for t, s in statuses.items() if t.startswith("multidb")], ["ok"] * 7
         )

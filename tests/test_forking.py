@@ -24,6 +24,7 @@ from concurrent_runner.parallel.forking import (
     ForkRequest,
     ForkServer,
     ForkServerGone,
+    fork_refusal,
     fork_workers_enabled,
 )
 from concurrent_runner.parallel.processes import end_processes
@@ -295,10 +296,32 @@ class WhenToForkTests(SimpleTestCase):
 
     def test_not_while_another_thread_runs(self) -> None:
         release = threading.Event()
-        thread = threading.Thread(target=release.wait, args=(BOUND,))
+        thread = threading.Thread(target=release.wait, args=(BOUND,), name="apm-agent")
         thread.start()
         try:
             self.assertFalse(fork_workers_enabled())
+            # -v 2 says why, naming the thread.
+            self.assertRegex(
+                fork_refusal() or "",
+                r"^other threads run in the test process \(.*apm-agent",
+            )
         finally:
             release.set()
             thread.join()
+
+    def test_the_reason_is_given_in_words(self) -> None:
+        with mock.patch("sys.platform", "darwin"):
+            self.assertEqual(
+                fork_refusal(), "workers are forked on Linux only, and this is darwin"
+            )
+        with override_settings(CONCURRENT_RUNNER_FORK_WORKERS=False):
+            self.assertEqual(fork_refusal(), "CONCURRENT_RUNNER_FORK_WORKERS is False")
+        with mock.patch(
+            "concurrent_runner.parallel.forking.forks_measured", return_value=False
+        ):
+            self.assertEqual(
+                fork_refusal(),
+                "coverage.py measures the test process and is older than 7.10.4",
+            )
+        with mock.patch("sys.platform", "linux"):
+            self.assertIsNone(fork_refusal())

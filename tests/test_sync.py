@@ -22,6 +22,8 @@ from unittest import mock
 from concurrent_runner.calls import sync
 from concurrent_runner.calls.sync import SYNC_ENV, mp_lock, mp_message_board, mp_trail
 
+from .optional import require
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
 
@@ -266,6 +268,7 @@ class BoardKeyTests(SyncDirTestCase):
         )
 
     def test_equal_keys_have_equal_names_and_only_they(self) -> None:
+        require(self, "hypothesis")
         from hypothesis import given, settings
         from hypothesis import strategies as st
 

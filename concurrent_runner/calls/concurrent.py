@@ -406,11 +406,16 @@ def server_command() -> tuple[list[str], dict[str, str]]:
 
     from ..conf import call_manage_py
     from ..coverage_relay import child_environ
+    from ..environment import SYNC_ENV
     from ..parallel import protocol
+    from .sync import sync_dir
 
     env = dict(os.environ)
     env.pop(protocol.WORKER_ENV, None)
     env.update(child_environ("call-server"))
+    # The calls share mp_lock & co. with their caller: the run's directory,
+    # or outside a run (pytest-django, Django's runner) the caller's own.
+    env[SYNC_ENV] = str(sync_dir())
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     manage_py = call_manage_py()
     if manage_py:

@@ -5,7 +5,9 @@ Everything lives in one private directory (mode 0700) that the runner
 creates for the run and names in ``SYNC_ENV``; workers and concurrent-call
 processes inherit the variable, so they all share it, and nothing outside
 the run can reach it. Outside a run (no variable), a private directory of
-this process is used, so the same code works harmlessly in-process.
+this process is used, so the same code works harmlessly in-process; the
+concurrent calls such a process makes are handed that directory, so they
+share it with their caller (under pytest-django, say).
 
 Locks are ``flock`` locks on files: the kernel releases them when their
 holder dies, so a killed holder never deadlocks the others (pytest-mp's

@@ -55,18 +55,30 @@ FORK_FAILED = 255
 
 def fork_workers_enabled() -> bool:
     """Whether this process may fork workers (else: fresh interpreters)."""
+    return fork_refusal() is None
+
+
+def fork_refusal() -> str | None:
+    """Why this process may not fork workers, in words for ``-v 2``; None
+    if it may."""
     from ..conf import fork_workers
 
-    return (
-        sys.platform.startswith("linux")
-        and fork_workers()
+    if not sys.platform.startswith("linux"):
+        return f"workers are forked on Linux only, and this is {sys.platform}"
+    if not fork_workers():
+        return "CONCURRENT_RUNNER_FORK_WORKERS is False"
+    if threading.active_count() > 1:
         # A fork copies only the calling thread; another thread's locks and
         # work would be left half-way in every copy.
-        and threading.active_count() == 1
+        others = [
+            t.name for t in threading.enumerate() if t is not threading.current_thread()
+        ]
+        return f"other threads run in the test process ({', '.join(others)})"
+    if not forks_measured():
         # Coverage.py before 7.10.4 cannot be handed on to a fork; a fresh
         # interpreter re-runs ``coverage run ...`` and is measured.
-        and forks_measured()
-    )
+        return "coverage.py measures the test process and is older than 7.10.4"
+    return None
 
 
 # -- messages between the parent and the fork server --------------------

@@ -130,17 +130,26 @@ class ParallelSession:
         """Start the workers, make the test databases (``make_databases``,
         which returns Django's ``old_config``), check, and clone for the
         slots in the background; returns ``old_config``."""
-        from .forking import ForkServer, fork_workers_enabled
+        from .forking import ForkServer, fork_refusal
 
-        if fork_workers_enabled():
+        refusal = fork_refusal()
+        if refusal is None:
             # Now, while this process has the suite and no database yet. If
             # the system will not fork, workers are fresh interpreters.
-            with contextlib.suppress(OSError):
+            try:
                 self._forks = ForkServer(
                     self.tests,
                     failfast=self.options.failfast,
                     buffer=self.options.buffer,
                 )
+            except OSError as error:
+                refusal = f"the fork server could not start ({error})"
+        if self.options.verbosity >= 2:
+            print(
+                "Workers are forked from the test process."
+                if refusal is None
+                else f"Workers are fresh interpreters: {refusal}."
+            )
         self.controller.start()  # they start while the databases are made
         old_config = None
         cloning_started = False
