@@ -271,8 +271,22 @@ class ProgressTests(unittest.TestCase):
         # An expected failure is counted as one, not as passed.
         self.assertEqual(
             lines[1],
-            "[3/3 tests | 1 passed, 1 failed, 1 expected failures | 32.0s]",
+            "[3/3 tests | 1 passed, 1 failed, 1 expected failure | 32.0s]",
         )
+
+    def test_a_log_does_not_repeat_the_last_units_line_at_the_end(self) -> None:
+        stream = io.StringIO()
+        progress, clock = self.progress(stream, verbosity=2)
+        for unit in range(3):
+            progress.unit_started(1, unit, "shared")
+            progress.test_done(1, self.record(unit, p.Success()))
+            progress.unit_ended(1, unit, "passed")
+            clock.now += 20.0
+            progress.unit_finished(unit)  # a line every LOG_INTERVAL
+        lines = stream.getvalue().splitlines()
+        self.assertEqual(lines[-1], "[3/3 tests | 3 passed, 0 failed | 60.0s]")
+        progress.run_ended()
+        self.assertEqual(stream.getvalue().splitlines(), lines)
 
     def test_a_terminal_gets_one_line_redrawn_in_place(self) -> None:
         stream = FakeTTY()

@@ -71,6 +71,7 @@ class Progress(RunListener):
         )
         self._shown = False  # the status line is on the terminal now
         self._ended = False
+        self._logged = ""  # the tally of the last plain line written
 
     # -- RunListener ---------------------------------------------------------
 
@@ -130,7 +131,8 @@ class Progress(RunListener):
         self._ended = True
         if self.tty:
             self._erase()
-        else:
+        elif self._tally() != self._logged:
+            # A unit's end may just have logged these very counts.
             self._write_line()
 
     @property
@@ -145,12 +147,8 @@ class Progress(RunListener):
     def line(self) -> str:
         elapsed = self.clock() - self.started
         width = len(str(self.total))
-        tests = ", ".join(
-            f"{count} {name}"
-            for name, count in self.counts.items()
-            if count or name in ("passed", "failed")
-        )
-        text = f"[{self.done:>{width}}/{self.total} tests | {tests} | {elapsed:.1f}s"
+        text = f"[{self.done:>{width}}/{self.total} tests | {self._counts_text()}"
+        text += f" | {elapsed:.1f}s"
         left = self._left(elapsed)
         if left is not None:
             text += f", about {left:.0f}s left"
@@ -158,6 +156,16 @@ class Progress(RunListener):
             names = ", ".join(self.units[u].short_label for u in self.running.values())
             text += f" | running: {names}"
         return text + "]"
+
+    def _tally(self) -> str:
+        return f"{self.done} {self._counts_text()}"
+
+    def _counts_text(self) -> str:
+        return ", ".join(
+            f"{count} {name[:-1] if count == 1 and name.endswith('failures') else name}"
+            for name, count in self.counts.items()
+            if count or name in ("passed", "failed")
+        )
 
     def _left(self, elapsed: float) -> float | None:
         """Time left, from the share of the estimated work that is done."""
@@ -203,6 +211,7 @@ class Progress(RunListener):
         self.last = self.clock()
         # At -v 1 the line ends the row of dots; at -v 2 it stands alone.
         prefix = " " if self.verbosity == 1 else ""
+        self._logged = self._tally()
         sys.stdout.flush()  # keep earlier stdout lines before this one in logs
         self._write(f"{prefix}{self.line()}\n")
 
