@@ -175,7 +175,11 @@ class ReplayedJUnitTests(unittest.TestCase):
 
         report = JUnitReport()
         cls = type("R", (JUnitRecording, unittest.TextTestResult), {"junit": report})
-        with contextlib.redirect_stdout(io.StringIO()):
+        # What reached fd 1 and 2 is echoed, --buffer or not, as serially.
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             result = cls(unittest.runner._WritelnDecorator(io.StringIO()), True, 0)  # type: ignore[attr-defined]
             result.buffer = buffer
             replay_test(result, Sample("test_it"), record)
