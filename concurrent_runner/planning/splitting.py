@@ -1,0 +1,226 @@
+"""Split a long class into chunks of its tests where that shortens the plan.
+
+With the class as the smallest unit, no plan is shorter than its longest
+class. A ``free`` (or ``isolated_free``) class may instead run as several
+chunks on several workers: each chunk is a unit of its own, a run of
+consecutive tests of the class in their order, with its own
+``setUpClass`` / ``setUpTestData`` / ``tearDownClass``, exactly as when a
+user runs a subset of the class by label. What a chunk repeats is the
+class's fixture time: its recorded time minus its tests' recorded times.
+
+The decision is made from the durations file alone, and only where it pays:
+a class is split into the number of chunks that makes the plan (the same
+``make_plan`` that runs it) shortest, and only when that is shorter than
+the plan without the split by a margin. A class without recorded durations
+(its own and its tests') is never split, nor a class in a ``serial`` or
+``isolated_serial`` group, nor one with ``mp_split = False``.
+
+Pure: units and numbers in, units and numbers out.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from .groups import Strategy, Unit
+from .plan import make_plan
+
+#: Seconds a chunk costs beyond its fixtures and tests: handing it to a
+#: worker, its results coming back, its module's fixtures once more.
+CHUNK_OVERHEAD = 0.02
+#: A split must shorten the plan's estimate by this fraction at least: a
+#: smaller gain is within what estimates get wrong.
+MIN_GAIN = 0.03
+
+
+@dataclass
+class Splits:
+    """The units after splitting, their estimates, and what was split."""
+
+    units: list[Unit]
+    estimates: list[float]
+    #: class label -> number of chunks, for the classes that were split.
+    chunks: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """``"; long class(es) split into chunks: Admin into 4"``, or nothing."""
+        if not self.chunks:
+            return ""
+        names = ", ".join(
+            f"{label.rsplit('.', 1)[-1]} into {count}"
+            for label, count in self.chunks.items()
+        )
+        return f"; long class(es) split into chunks: {names}"
+
+
+@dataclass(frozen=True)
+class _Cost:
+    fixture: float  # what every chunk of the class repeats
+    tests: list[float]  # each test of the unit, in the unit's order
+
+
+def tests_by_class(tests: Mapping[str, float]) -> dict[str, float]:
+    """The recorded tests' total time, per class label."""
+    totals: dict[str, float] = {}
+    for test_id, seconds in tests.items():
+        label = test_id.rsplit(".", 1)[0]
+        totals[label] = totals.get(label, 0.0) + seconds
+    return totals
+
+
+def fixture_time(
+    label: str, classes: Mapping[str, float], test_totals: Mapping[str, float]
+) -> float | None:
+    """The class's recorded time minus its tests' recorded times (never
+    below zero), or None when either is missing."""
+    if label not in classes or label not in test_totals:
+        return None
+    return max(0.0, classes[label] - test_totals[label])
+
+
+def _splittable(unit: Unit, refused: Collection[str]) -> bool:
+    return (
+        unit.strategy in (Strategy.FREE, Strategy.ISOLATED_FREE)
+        and unit.chunk is None
+        and len(unit.classes) == 1
+        and unit.classes[0] not in refused
+        and len(unit.indices) >= 2
+    )
+
+
+def _cost(
+    unit: Unit,
+    test_ids: Sequence[str],
+    classes: Mapping[str, float],
+    tests: Mapping[str, float],
+    fixtures: Mapping[str, float | None],
+) -> _Cost | None:
+    fixture = fixtures.get(unit.classes[0])
+    if fixture is None:
+        return None
+    known = [tests.get(test_ids[i]) for i in unit.indices]
+    recorded = [s for s in known if s is not None]
+    if not recorded:
+        return None
+    mean = sum(recorded) / len(recorded)  # for tests added since
+    return _Cost(fixture, [mean if s is None else s for s in known])
+
+
+def chunk_bounds(times: Sequence[float], count: int) -> list[tuple[int, int]]:
+    """``count`` runs of consecutive tests (``[start, end)``), none empty,
+    each ending where the running total is nearest to its share."""
+    total = sum(times)
+    cumulative = [0.0]
+    for seconds in times:
+        cumulative.append(cumulative[-1] + seconds)
+    cuts = [0]
+    for j in range(1, count):
+        target = total * j / count
+        low = cuts[-1] + 1  # at least one test in the chunk before
+        high = len(times) - (count - j)  # at least one left for each after
+        best = min(range(low, high + 1), key=lambda c: (abs(cumulative[c] - target), c))
+        cuts.append(best)
+    cuts.append(len(times))
+    return list(itertools.pairwise(cuts))
+
+
+def _chunks(unit: Unit, cost: _Cost, count: int) -> tuple[list[Unit], list[float]]:
+    units, estimates = [], []
+    for number, (start, end) in enumerate(chunk_bounds(cost.tests, count), 1):
+        units.append(
+            replace(
+                unit,
+                key=f"{unit.key}[{number}/{count}]",
+                classes=list(unit.classes),
+                indices=unit.indices[start:end],
+                chunk=(number, count),
+            )
+        )
+        estimates.append(cost.fixture + sum(cost.tests[start:end]) + CHUNK_OVERHEAD)
+    return units, estimates
+
+
+def split_long_classes(
+    units: Sequence[Unit],
+    estimates: Sequence[float],
+    test_ids: Sequence[str],
+    *,
+    classes: Mapping[str, float],
+    tests: Mapping[str, float],
+    workers: int,
+    refused: Collection[str] = (),
+) -> Splits:
+    """Split the classes whose chunks make the plan for ``workers`` shorter.
+
+    ``classes`` and ``tests`` are the recorded durations (the durations
+    file); ``refused`` the labels of the classes that say ``mp_split =
+    False``. Greedy: the longest class that may be split is tried first,
+    with every number of chunks up to ``workers``; the best split that
+    shortens the plan by ``MIN_GAIN`` is kept, and the search goes on with
+    the next, until a round finds none.
+    """
+    result = Splits(list(units), list(estimates))
+    if workers < 2 or not classes or not tests:
+        return result
+    test_totals = tests_by_class(tests)
+    fixtures = {
+        label: fixture_time(label, classes, test_totals)
+        for unit in units
+        if _splittable(unit, refused)
+        for label in unit.classes
+    }
+    costs = {
+        i: cost
+        for i, unit in enumerate(units)
+        if _splittable(unit, refused)
+        and (cost := _cost(unit, test_ids, classes, tests, fixtures)) is not None
+    }
+    if not costs:
+        return result
+    chosen: dict[int, tuple[list[Unit], list[float]]] = {}
+
+    def assemble(
+        extra: dict[int, tuple[list[Unit], list[float]]],
+    ) -> tuple[list[Unit], list[float]]:
+        out_units: list[Unit] = []
+        out_estimates: list[float] = []
+        for i, unit in enumerate(units):
+            pieces = extra.get(i) or chosen.get(i)
+            if pieces is None:
+                out_units.append(unit)
+                out_estimates.append(estimates[i])
+            else:
+                out_units += pieces[0]
+                out_estimates += pieces[1]
+        return out_units, out_estimates
+
+    best = make_plan(units, estimates, workers).estimate
+    tried: set[int] = set()
+    while True:
+        # The longest first: only a long class can be what holds the plan up.
+        candidates = sorted(
+            (i for i in costs if i not in tried), key=lambda i: (-estimates[i], i)
+        )[: 2 * workers]
+        accepted = False
+        for i in candidates:
+            tried.add(i)
+            options = []
+            for count in range(2, min(workers, len(units[i].indices)) + 1):
+                pieces = _chunks(units[i], costs[i], count)
+                plan = make_plan(*assemble({i: pieces}), workers)
+                options.append((plan.estimate, count, pieces))
+            if not options:
+                continue
+            estimate, count, pieces = min(options, key=lambda o: (o[0], o[1]))
+            if estimate < best * (1 - MIN_GAIN):
+                chosen[i] = pieces
+                result.chunks[units[i].classes[0]] = count
+                best = estimate
+                accepted = True
+                break
+        if not accepted:
+            break
+    result.units, result.estimates = assemble({})
+    return result
