@@ -295,6 +295,21 @@ class RecordingTests(unittest.TestCase):
         self.assertEqual(controller.measured, {"app.tests.Big": 1.5})
         self.assertEqual(controller.measured_tests, {"app.tests.Big.test_0": 0.25})
 
+    def test_a_tests_share_of_its_class_is_what_is_recorded(self) -> None:
+        # The worker's shares (start to next start) replace the tests' own
+        # times, so that the class's time minus its tests' is its fixtures.
+        controller, *_ = make()
+        controller.dispatch()
+        for index in (0, 1, 2):
+            controller.test_started(1, index)
+            controller.test_done(1, p.TestRecord(index, [p.Success()], 0.25))
+        controller.unit_done(1, 0, {"app.tests.Big": 1.5}, [], {0: 0.4, 1: 0.4, 2: 0.3})
+        self.assertEqual(
+            controller.measured_tests,
+            {"app.tests.Big.test_0": 0.4, "app.tests.Big.test_1": 0.4,
+             "app.tests.Big.test_2": 0.3},
+        )  # fmt: skip
+
     def test_the_durations_file_keeps_tests_beside_classes(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "d.json"

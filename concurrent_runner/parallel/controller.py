@@ -178,7 +178,8 @@ class RunController:
         self.remaining = {i: list(u.indices) for i, u in enumerate(self.units)}
         #: Seconds per test class, measured by the workers.
         self.measured: dict[str, float] = {}
-        #: Seconds per test (by id), measured by the workers.
+        #: Seconds per test (by id), measured by the workers: its own time,
+        #: then (UnitDone) its share of its class's (protocol.UnitDone).
         self.measured_tests: dict[str, float] = {}
         #: A split class's chunks that ended: label -> [(chunk's time, its
         #: tests' time)], from which the class's time is recorded as if whole.
@@ -350,8 +351,13 @@ class RunController:
         unit: int,
         class_durations: dict[str, float],
         flushed: list[str] | None,
+        test_durations: dict[int, float] | None = None,
     ) -> None:
         state = self.slots[slot]
+        for worker_index, seconds in (test_durations or {}).items():
+            index = state.reverse_map.get(worker_index)
+            if index is not None:
+                self.measured_tests[self.tests[index].id] = seconds
         self._measure(unit, class_durations)
         state.flushed = flushed
         self._unit_over(slot, "failed" if state.failed else "passed")
