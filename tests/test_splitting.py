@@ -7,13 +7,14 @@ import json
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 from django.test import SimpleTestCase, TestCase
 
 from concurrent_runner.errors import ConfigurationError
 from concurrent_runner.parallel import protocol as p
 from concurrent_runner.parallel.controller import TestInfo
-from concurrent_runner.planning import durations
+from concurrent_runner.planning import durations, splitting
 from concurrent_runner.planning.groups import Strategy, Unit, build_units, read_split
 from concurrent_runner.planning.plan import make_plan
 from concurrent_runner.planning.splitting import (
@@ -167,6 +168,28 @@ class DecisionTests(unittest.TestCase):
             units, estimates, ids, classes=classes, tests=tests, workers=4
         )
         self.assertEqual(splits.chunks, {})
+
+    def test_a_plan_at_its_floor_is_planned_once(self) -> None:
+        # 400 classes of 10 tests, none much longer than the others: the
+        # plan is within MIN_GAIN of its work over the workers, so no split
+        # is tried (a large suite is planned in the time of one plan).
+        units, ids, classes, tests = [], [], {}, {}
+        for c in range(400):
+            label = f"app.tests.C{c:03d}"
+            unit = Unit(label, None, Strategy.FREE, [label], [])
+            for t in range(10):
+                unit.indices.append(len(ids))
+                ids.append(f"{label}.test_{t}")
+                tests[ids[-1]] = 0.1 + (c % 7) * 0.01
+            classes[label] = 0.05 + sum(tests[ids[i]] for i in unit.indices)
+            units.append(unit)
+        estimates = [classes[u.classes[0]] for u in units]
+        with mock.patch.object(splitting, "make_plan", wraps=make_plan) as planned:
+            splits = split_long_classes(
+                units, estimates, ids, classes=classes, tests=tests, workers=8
+            )
+        self.assertEqual(splits.chunks, {})
+        self.assertEqual(planned.call_count, 1)
 
     def test_serial_groups_are_never_split(self) -> None:
         for strategy in (Strategy.SERIAL, Strategy.ISOLATED_SERIAL):

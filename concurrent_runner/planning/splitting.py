@@ -142,6 +142,21 @@ def _chunks(unit: Unit, cost: _Cost, count: int) -> tuple[list[Unit], list[float
     return units, estimates
 
 
+def _floor(units: Sequence[Unit], estimates: Sequence[float], workers: int) -> float:
+    """A lower bound of any plan of these units, split or not: each phase's
+    work over the workers it may use (one for an ``isolated_serial``
+    group, whose phases follow one another)."""
+    shared = isolated_free = serial = 0.0
+    for unit, estimate in zip(units, estimates, strict=True):
+        if unit.strategy is Strategy.ISOLATED_SERIAL:
+            serial += estimate
+        elif unit.strategy is Strategy.ISOLATED_FREE:
+            isolated_free += estimate
+        else:
+            shared += estimate
+    return (shared + isolated_free) / workers + serial
+
+
 def split_long_classes(
     units: Sequence[Unit],
     estimates: Sequence[float],
@@ -197,20 +212,32 @@ def split_long_classes(
         return out_units, out_estimates
 
     best = make_plan(units, estimates, workers).estimate
+    # No plan is shorter than its work spread over the workers, and a split
+    # only adds work (the fixtures again): once the plan is within MIN_GAIN
+    # of that, nothing is worth trying.
+    floor = _floor(units, estimates, workers)
     tried: set[int] = set()
-    while True:
-        # The longest first: only a long class can be what holds the plan up.
+    while floor < best * (1 - MIN_GAIN):
+        # The longest first: only a long class can be what holds the plan
+        # up, and a class shorter than the gain asked for cannot give it.
         candidates = sorted(
-            (i for i in costs if i not in tried), key=lambda i: (-estimates[i], i)
-        )[: 2 * workers]
+            (i for i in costs if i not in tried and estimates[i] > best * MIN_GAIN),
+            key=lambda i: (-estimates[i], i),
+        )[:workers]
         accepted = False
         for i in candidates:
             tried.add(i)
-            options = []
+            options: list[tuple[float, int, tuple[list[Unit], list[float]]]] = []
             for count in range(2, min(workers, len(units[i].indices)) + 1):
                 pieces = _chunks(units[i], costs[i], count)
                 plan = make_plan(*assemble({i: pieces}), workers)
                 options.append((plan.estimate, count, pieces))
+                # More chunks add fixtures and take workers from the rest:
+                # past two counts that were no better, stop looking.
+                if count >= 4 and min(o[0] for o in options[-2:]) > min(
+                    o[0] for o in options[:-2]
+                ):
+                    break
             if not options:
                 continue
             estimate, count, pieces = min(options, key=lambda o: (o[0], o[1]))
@@ -218,6 +245,7 @@ def split_long_classes(
                 chosen[i] = pieces
                 result.chunks[units[i].classes[0]] = count
                 best = estimate
+                floor = _floor(*assemble({}), workers)
                 accepted = True
                 break
         if not accepted:
