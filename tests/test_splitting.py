@@ -216,6 +216,30 @@ class DecisionTests(unittest.TestCase):
         self.assertEqual(plan.phases[1].name, "isolated_free group 'iso'")
         self.assertGreater(plan.phases[1].concurrency, 1)
 
+    def test_long_classes_in_two_phases_are_both_split(self) -> None:
+        # A long shared class and a long isolated_free class (alone in its
+        # group): each phase is held up by its own class.
+        units, estimates, ids, classes, tests = suite_e()
+        label = "app.tests.Iso"
+        iso = Unit(label, "iso", Strategy.ISOLATED_FREE, [label], [])
+        for i in range(20):
+            iso.indices.append(len(ids))
+            ids.append(f"{label}.test_{i:02d}")
+            tests[ids[-1]] = 0.1
+        classes[label] = 2.05
+        splits = split_long_classes(
+            [*units, iso],
+            [*estimates, 2.05],
+            ids,
+            classes=classes,
+            tests=tests,
+            workers=4,
+        )
+        self.assertEqual(set(splits.chunks), {LONG, label})
+        plan = make_plan(splits.units, splits.estimates, 4)
+        self.assertEqual(len(plan.phases), 2)
+        self.assertGreater(plan.phases[1].concurrency, 1)
+
     def test_a_refusing_class_is_never_split(self) -> None:
         units, estimates, ids, classes, tests = suite_e()
         splits = split_long_classes(

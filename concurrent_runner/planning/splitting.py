@@ -25,7 +25,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from .groups import Strategy, Unit
-from .plan import make_plan
+from .plan import Plan, make_plan
 
 #: Seconds a chunk costs beyond its fixtures and tests: handing it to a
 #: worker, its results coming back, its module's fixtures once more.
@@ -157,6 +157,18 @@ def _floor(units: Sequence[Unit], estimates: Sequence[float], workers: int) -> f
     return (shared + isolated_free) / workers + serial
 
 
+def _excess(plan: Plan, estimates: Sequence[float], workers: int) -> float:
+    """The smallest time by which a phase of ``plan`` that may use several
+    workers (all but an ``isolated_serial`` group's) takes longer than its
+    work spread over them."""
+    excesses = [
+        phase.estimate - sum(estimates[u] for u in phase.units) / workers
+        for phase in plan.phases
+        if not phase.name.startswith(Strategy.ISOLATED_SERIAL.value)
+    ]
+    return min((e for e in excesses if e > 0), default=0.0)
+
+
 def split_long_classes(
     units: Sequence[Unit],
     estimates: Sequence[float],
@@ -179,21 +191,6 @@ def split_long_classes(
     result = Splits(list(units), list(estimates))
     if workers < 2 or not classes or not tests:
         return result
-    test_totals = tests_by_class(tests)
-    fixtures = {
-        label: fixture_time(label, classes, test_totals)
-        for unit in units
-        if _splittable(unit, refused)
-        for label in unit.classes
-    }
-    costs = {
-        i: cost
-        for i, unit in enumerate(units)
-        if _splittable(unit, refused)
-        and (cost := _cost(unit, test_ids, classes, tests, fixtures)) is not None
-    }
-    if not costs:
-        return result
     chosen: dict[int, tuple[list[Unit], list[float]]] = {}
 
     def assemble(
@@ -211,27 +208,47 @@ def split_long_classes(
                 out_estimates += pieces[1]
         return out_units, out_estimates
 
-    best = make_plan(units, estimates, workers).estimate
+    plan = make_plan(units, estimates, workers)
+    best = plan.estimate
     # No plan is shorter than its work spread over the workers, and a split
     # only adds work (the fixtures again): once the plan is within MIN_GAIN
     # of that, nothing is worth trying.
     floor = _floor(units, estimates, workers)
+    if floor >= best * (1 - MIN_GAIN):
+        return result
+    test_totals = tests_by_class(tests)
+    splittable = [i for i, unit in enumerate(units) if _splittable(unit, refused)]
+    costs: dict[int, _Cost | None] = {}
+
+    def cost_of(i: int) -> _Cost | None:
+        if i not in costs:
+            label = units[i].classes[0]
+            fixtures = {label: fixture_time(label, classes, test_totals)}
+            costs[i] = _cost(units[i], test_ids, classes, tests, fixtures)
+        return costs[i]
+
     tried: set[int] = set()
     while floor < best * (1 - MIN_GAIN):
-        # The longest first: only a long class can be what holds the plan
-        # up, and a class shorter than the gain asked for cannot give it.
+        # The longest first. What a phase takes beyond its work over its
+        # workers is at most the last unit its busiest worker was given
+        # (that worker was the least busy then), so a class shorter than
+        # the smallest such excess is not what holds the plan up.
+        shortest = _excess(plan, assemble({})[1], workers)
         candidates = sorted(
-            (i for i in costs if i not in tried and estimates[i] > best * MIN_GAIN),
+            (i for i in splittable if i not in tried and estimates[i] >= shortest),
             key=lambda i: (-estimates[i], i),
         )[:workers]
         accepted = False
         for i in candidates:
             tried.add(i)
+            cost = cost_of(i)
+            if cost is None:
+                continue  # no recorded durations of it, or of its tests
             options: list[tuple[float, int, tuple[list[Unit], list[float]]]] = []
             for count in range(2, min(workers, len(units[i].indices)) + 1):
-                pieces = _chunks(units[i], costs[i], count)
-                plan = make_plan(*assemble({i: pieces}), workers)
-                options.append((plan.estimate, count, pieces))
+                pieces = _chunks(units[i], cost, count)
+                trial = make_plan(*assemble({i: pieces}), workers)
+                options.append((trial.estimate, count, pieces))
                 # More chunks add fixtures and take workers from the rest:
                 # past two counts that were no better, stop looking.
                 if count >= 4 and min(o[0] for o in options[-2:]) > min(
@@ -244,7 +261,8 @@ def split_long_classes(
             if estimate < best * (1 - MIN_GAIN):
                 chosen[i] = pieces
                 result.chunks[units[i].classes[0]] = count
-                best = estimate
+                plan = make_plan(*assemble({}), workers)
+                best = plan.estimate
                 floor = _floor(*assemble({}), workers)
                 accepted = True
                 break
