@@ -81,7 +81,7 @@ def commands(suite: str, n: int, timeline: Path) -> dict[str, list[list[str]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suites", default="abcd")
+    parser.add_argument("--suites", default="abcde")
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--workers", default="2,4")
     parser.add_argument("--repeats", type=int, default=3)

@@ -11,6 +11,8 @@ c  200 tiny classes of one empty test (pure overhead)
 d  a mix: free classes, two serial groups, an isolated_free group and an
    isolated_serial group; Django gets SerializeMixin for the serial groups
    and runs the isolated part in a second, serial run (tag "isolated")
+e  30 one-test classes of 0.1 s, then one class of 40 tests of 0.075 s
+   (half the suite's time) discovered last
 """
 
 from __future__ import annotations
@@ -88,17 +90,23 @@ from django.test.testcases import SerializeMixin
 from benchapp.models import Row
 
 
-def work(self):
+def work(self, pause=0.1):
     Row.objects.create(name=self._testMethodName)
-    time.sleep(0.1)
+    time.sleep(pause)
 """
 
 
 def cls(
-    name: str, tests: int, *, extra: str = "", bases: str = "TransactionTestCase"
+    name: str,
+    tests: int,
+    *,
+    extra: str = "",
+    bases: str = "TransactionTestCase",
+    pause: float = 0.1,
 ) -> str:
     body = "".join(
-        f"    def test_{i}(self):\n        work(self)\n\n" for i in range(tests)
+        f"    def test_{i}(self):\n        work(self, {pause})\n\n"
+        for i in range(tests)
     )
     return f"\n\nclass {name}({bases}):\n{extra}{body}"
 
@@ -112,6 +120,14 @@ def suite_b() -> dict[str, str]:
         "tests_b.py": HEADER + "".join(cls(f"B{i:02d}", 1) for i in range(30)),
         # Discovered last: Django hands out classes in discovery order.
         "tests_z_long.py": HEADER + cls("ZLong", 20),
+    }
+
+
+def suite_e() -> dict[str, str]:
+    return {
+        "tests_e.py": HEADER + "".join(cls(f"E{i:02d}", 1) for i in range(30)),
+        # Half the suite's time in one class, discovered last.
+        "tests_z_long.py": HEADER + cls("ZLong", 40, pause=0.075),
     }
 
 
@@ -154,7 +170,7 @@ def suite_d() -> dict[str, str]:
 
 
 REPO = Path(__file__).resolve().parents[1]
-SUITES = {"a": suite_a, "b": suite_b, "c": suite_c, "d": suite_d}
+SUITES = {"a": suite_a, "b": suite_b, "c": suite_c, "d": suite_d, "e": suite_e}
 
 
 def generate(root: Path) -> dict[str, Path]:

@@ -71,6 +71,12 @@ def fork_workers() -> bool:
     return bool(_setting("CONCURRENT_RUNNER_FORK_WORKERS", True))
 
 
+def split_classes() -> bool:
+    """``CONCURRENT_RUNNER_SPLIT_CLASSES``: a long class may run as chunks
+    on several workers where recorded durations show it shortens the run."""
+    return bool(_setting("CONCURRENT_RUNNER_SPLIT_CLASSES", True))
+
+
 def fast_sqlite() -> bool:
     """``CONCURRENT_RUNNER_FAST_SQLITE``: the run's SQLite files skip fsync."""
     return bool(_setting("CONCURRENT_RUNNER_FAST_SQLITE", True))

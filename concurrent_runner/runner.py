@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # the parallel and worker sides are imported where used
     from .parallel.worker import WorkerSpec
     from .planning.groups import Unit
     from .planning.plan import Plan
+    from .planning.splitting import Splits
 
 
 def parallel_groups_type(value: str) -> int:
@@ -127,6 +128,7 @@ class _RunState:
     junit: Any = None  # reports.junit.JUnitReport
     session: ParallelSession | None = None
     history: dict[str, float] | None = None  # recorded durations, read once
+    test_history: dict[str, float] | None = None  # the same, per test
     kept_open: list[Any] = field(default_factory=list)  # sqlite.keep_open_like_memory
     pg_tuning: int | None = None  # postgresql.tune_postgresql's token
     checked: bool = False  # run_checks already ran (a parallel run, before cloning)
@@ -156,9 +158,11 @@ class Runner(DiscoverRunner):
         failed_first: bool = False,
         sequence: str | None = None,
         bisect: str | None = None,
+        no_split: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.no_split = no_split
         check_report_path("--timeline", timeline)
         check_report_path("--junit-xml", junit_xml)
         self.failed = failed
@@ -210,6 +214,15 @@ class Runner(DiscoverRunner):
                 "With --parallel-groups, end a unit (a class or a serial group) "
                 "that runs longer than SECONDS, report where it was stuck, and "
                 "go on with the rest."
+            ),
+        )
+        parser.add_argument(
+            "--no-split",
+            action="store_true",
+            help=(
+                "Run every test class whole on one worker: never split a long "
+                "class into chunks of its tests, even where recorded durations "
+                "show that this would shorten the run."
             ),
         )
         parser.add_argument(
@@ -476,7 +489,8 @@ class Runner(DiscoverRunner):
             return suite
         if not tests:
             return suite
-        estimates = self._estimates(tests, units)
+        splits = self._split(tests, units, self._estimates(tests, units))
+        units, estimates = splits.units, splits.estimates
         # Even a plan of one worker runs in one: a crash costs only its test,
         # and --group-timeout applies, as asked for.
         plan = self._plan(units, estimates)
@@ -485,7 +499,7 @@ class Runner(DiscoverRunner):
 
         self.log(
             f"Running {len(units)} unit(s) in {len(plan.phases)} phase(s) on "
-            f"{plan.workers} worker processes."
+            f"{plan.workers} worker processes{splits.summary()}."
         )
         self.log(
             f"The number of workers was chosen by {self.workers_chosen_by}.",
@@ -649,6 +663,40 @@ class Runner(DiscoverRunner):
         tests_per_class = Counter(class_label(t) for t in tests)
         return durations.estimate(units, tests_per_class, self._history())
 
+    def _split(
+        self, tests: list[Any], units: list[Unit], estimates: list[float]
+    ) -> Splits:
+        """Long classes as chunks on several workers, where the recorded
+        durations show that this shortens the run (``planning.splitting``);
+        not with --no-split or CONCURRENT_RUNNER_SPLIT_CLASSES = False."""
+        from .conf import split_classes
+        from .planning.groups import read_split
+        from .planning.splitting import Splits, split_long_classes
+
+        if self.no_split or not split_classes() or self.parallel_groups < 2:
+            return Splits(units, estimates)
+        refused = {class_label(t) for t in tests if not read_split(type(t))}
+        return split_long_classes(
+            units,
+            estimates,
+            [t.id() for t in tests],
+            classes=self._history(),
+            tests=self._test_history(),
+            workers=self.parallel_groups,
+            refused=refused,
+        )
+
+    def _test_history(self) -> dict[str, float]:
+        """Test durations of earlier runs, read once per run."""
+        from .planning import durations
+
+        run = self._run
+        if run is None:
+            return durations.load_tests(durations.durations_path())
+        if run.test_history is None:
+            run.test_history = durations.load_tests(durations.durations_path())
+        return run.test_history
+
     def _plan(self, units: list[Unit], estimates: list[float]) -> Plan:
         from .planning.plan import make_plan
 
@@ -672,12 +720,14 @@ class Runner(DiscoverRunner):
         from .planning.plan import describe_plan
 
         _suite, tests, units = self._select(test_labels)
-        plan = self._plan(units, self._estimates(tests, units))
+        splits = self._split(tests, units, self._estimates(tests, units))
+        units = splits.units
+        plan = self._plan(units, splits.estimates)
         unit = "s" if self._history() else " (in tests: no durations recorded yet)"
         print(
             f"{len(tests)} test(s) in {len(units)} unit(s), {len(plan.phases)} "
-            f"phase(s), {plan.workers} worker(s). Estimated wall time "
-            f"{plan.estimate:.2f}{unit}."
+            f"phase(s), {plan.workers} worker(s){splits.summary()}. Estimated "
+            f"wall time {plan.estimate:.2f}{unit}."
         )
         for line in describe_plan(plan, units, tests=True):
             print(line)
@@ -837,6 +887,7 @@ class Runner(DiscoverRunner):
         durations.save(
             durations.recording_path(durations.durations_path(), self.shard),
             session.controller.measured,
+            session.controller.measured_tests,
         )
         try:
             session.teardown_databases(old_config)

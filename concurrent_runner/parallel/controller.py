@@ -178,6 +178,12 @@ class RunController:
         self.remaining = {i: list(u.indices) for i, u in enumerate(self.units)}
         #: Seconds per test class, measured by the workers.
         self.measured: dict[str, float] = {}
+        #: Seconds per test (by id), measured by the workers: its own time,
+        #: then (UnitDone) its share of its class's (protocol.UnitDone).
+        self.measured_tests: dict[str, float] = {}
+        #: A split class's chunks that ended: label -> [(chunk's time, its
+        #: tests' time)], from which the class's time is recorded as if whole.
+        self._chunk_times: dict[str, list[tuple[float, float]]] = {}
         self.stopped_at: float | None = None  # failfast: start nothing more
         self.interrupted: str | None = None  # the signal's name
         self._losses: dict[int, int] = {}  # unit -> losses without progress
@@ -304,6 +310,8 @@ class RunController:
         record.index = index
         state.in_flight = None
         self._account(slot, index)
+        if record.duration is not None and record.started:
+            self.measured_tests[self.tests[index].id] = record.duration
         if self._reporting:
             with self._writing():
                 self._report().test(index, record)
@@ -343,14 +351,46 @@ class RunController:
         unit: int,
         class_durations: dict[str, float],
         flushed: list[str] | None,
+        test_durations: dict[int, float] | None = None,
     ) -> None:
         state = self.slots[slot]
-        self.measured.update(class_durations)
+        for worker_index, seconds in (test_durations or {}).items():
+            index = state.reverse_map.get(worker_index)
+            if index is not None:
+                self.measured_tests[self.tests[index].id] = seconds
+        self._measure(unit, class_durations)
         state.flushed = flushed
         self._unit_over(slot, "failed" if state.failed else "passed")
         # What a failfast stop inside the worker left is not run, as serially.
         self.remaining[unit] = []
         self._finish(unit)
+
+    def _measure(self, unit: int, class_durations: dict[str, float]) -> None:
+        """Record what a unit's classes took. A chunk of a split class is
+        recorded as the whole class would have taken: all its tests' times
+        plus its fixtures once (the chunks' mean), so that the durations
+        file stays per class and the fixture time read back from it (the
+        class's time minus its tests') is one chunk's, not their sum."""
+        chunk = self.units[unit]
+        if chunk.chunk is None:
+            self.measured.update(class_durations)
+            return
+        label = chunk.classes[0]
+        took = class_durations.get(label)
+        if took is None:
+            return
+        ids = [self.tests[i].id for i in chunk.indices]
+        own = sum(self.measured_tests.get(test_id, 0.0) for test_id in ids)
+        chunks = self._chunk_times.setdefault(label, [])
+        chunks.append((took, own))
+        fixtures = sum(max(0.0, t - o) for t, o in chunks) / len(chunks)
+        prefix = label + "."
+        tests = sum(
+            seconds
+            for test_id, seconds in self.measured_tests.items()
+            if test_id.startswith(prefix) and test_id.rsplit(".", 1)[0] == label
+        )
+        self.measured[label] = fixtures + tests
 
     def unit_abandoned(self, slot: int, unit: int, retry: bool) -> None:
         """A test raised KeyboardInterrupt: the worker is leaving. With

@@ -312,8 +312,13 @@ class GroupedParallelSuite(unittest.TestSuite):
                 controller.unit_output(slot, stdout, stderr)
             case p.UnitDone(unit=unit, abandoned=True, retry=retry):
                 controller.unit_abandoned(slot, unit, retry)
-            case p.UnitDone(unit=unit, class_durations=durations, flushed=flushed):
-                controller.unit_done(slot, unit, durations, flushed)
+            case p.UnitDone(
+                unit=unit,
+                class_durations=durations,
+                flushed=flushed,
+                test_durations=tests,
+            ):
+                controller.unit_done(slot, unit, durations, flushed, tests)
             case _:
                 raise TypeError(f"unexpected message from worker: {message!r}")
 

@@ -304,3 +304,8 @@ class UnitDone:
     retry: bool = False
     #: As ``RunUnit.flushed``, once the unit is over.
     flushed: list[str] | None = field(default_factory=list)
+    #: Each started test's share of the unit's time, by the worker's test
+    #: index: from its start to the next test's start in its class, the
+    #: class's last to its end. What a class took minus its tests' shares
+    #: is then only its fixtures, which a chunk of it repeats.
+    test_durations: dict[int, float] = field(default_factory=dict)

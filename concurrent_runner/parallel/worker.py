@@ -95,6 +95,9 @@ class WorkerResult(unittest.TestResult):
         self._sql_handler: logging.Handler | None = None
         self._started = time.monotonic()
         self._class_starts: dict[str, float] = {}
+        #: UnitDone.test_durations; the test started last, its class, when.
+        self.test_durations: dict[int, float] = {}
+        self._last_start: tuple[int, str, float] | None = None
         self.current_class = ""
         self.last_error_was_interrupt = False
 
@@ -149,6 +152,11 @@ class WorkerResult(unittest.TestResult):
         record = self._begin(test, started=True)
         self._conn.send(p.TestStarted(self._unit, record.index))
         self._test_started = time.monotonic()
+        if self._last_start is not None and self._last_start[1] == label:
+            # What unittest did between the two tests is the earlier one's.
+            index, _label, started = self._last_start
+            self.test_durations[index] = self._test_started - started
+        self._last_start = (record.index, label, self._test_started)
         if connections_debug_sql():
             self._sql = io.StringIO()
             self._sql_handler = logging.StreamHandler(self._sql)
@@ -172,6 +180,9 @@ class WorkerResult(unittest.TestResult):
             # addDuration exists from Python 3.12. A test skipped before it
             # started has no duration, as in a serial run.
             record.duration = time.monotonic() - self._test_started
+        if record.started:
+            # Until the next test of its class starts (startTest).
+            self.test_durations[record.index] = time.monotonic() - self._test_started
         if self._sql_handler is not None:
             logging.getLogger("django.db.backends").removeHandler(self._sql_handler)
             record.sql = self._sql.getvalue() if self._sql else ""
@@ -402,13 +413,17 @@ def run_unit(
                 abandoned=True,
                 retry=in_test,
                 flushed=None,
+                test_durations=result.test_durations,
             )
         )
         return False
     result.send_output()  # the last class's and module's teardowns
     conn.send(
         p.UnitDone(
-            message.unit, result.class_durations(), flushed=sorted(flushed.aliases)
+            message.unit,
+            result.class_durations(),
+            flushed=sorted(flushed.aliases),
+            test_durations=result.test_durations,
         )
     )
     return not result.shouldStop

@@ -1,9 +1,12 @@
-"""Durations of earlier runs, per test class, kept in a small JSON file.
+"""Durations of earlier runs, per test class and per test, in a JSON file.
 
 The file (``.concurrent_runner_durations.json`` in the working directory by
 default, or ``settings.CONCURRENT_RUNNER_DURATIONS_FILE``) maps class labels
-to seconds. It only steers scheduling: deleting it is always safe, and a
-corrupt or foreign file is ignored rather than failing the run.
+to seconds (``classes``: a class's whole time, its fixtures included) and
+test ids to seconds (``tests``), from which a class's fixture time and the
+chunks of a long class are estimated (``planning.splitting``). It only
+steers scheduling: deleting it is always safe, and a corrupt or foreign
+file is ignored rather than failing the run.
 """
 
 from __future__ import annotations
@@ -45,8 +48,19 @@ def recording_path(path: Path, shard: Shard | None) -> Path:
 
 
 def load(path: Path) -> dict[str, float]:
-    """The durations in ``path``; ``{}`` for a missing, corrupt or foreign
-    file, without the entries that are not a finite number of seconds."""
+    """The class durations in ``path``; ``{}`` for a missing, corrupt or
+    foreign file, without the entries that are not a finite number of
+    seconds."""
+    return _section(_read(path), "classes")
+
+
+def load_tests(path: Path) -> dict[str, float]:
+    """The test durations in ``path`` (test id -> seconds), read like
+    ``load``; what splitting a class into chunks is decided from."""
+    return _section(_read(path), "tests")
+
+
+def _read(path: Path) -> dict[str, object]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError):
@@ -55,11 +69,15 @@ def load(path: Path) -> dict[str, float]:
         return {}
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
         return {}
-    classes = data.get("classes", {})
-    if not isinstance(classes, dict):
+    return data
+
+
+def _section(data: Mapping[str, object], name: str) -> dict[str, float]:
+    entries = data.get(name, {})
+    if not isinstance(entries, dict):
         return {}
     loaded = {}
-    for label, value in classes.items():
+    for label, value in entries.items():
         seconds = _seconds(value)
         if seconds is not None:
             loaded[str(label)] = seconds
@@ -77,27 +95,40 @@ def _seconds(value: object) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def save(path: Path, measured: Mapping[str, float]) -> None:
-    """Merge ``measured`` into the file, atomically (a reader never sees half)."""
-    if not measured:
+def save(
+    path: Path,
+    measured: Mapping[str, float],
+    tests: Mapping[str, float] | None = None,
+) -> None:
+    """Merge ``measured`` (per class) and ``tests`` (per test id) into the
+    file, atomically (a reader never sees half)."""
+    if not measured and not tests:
         return
     if os.path.exists(path) and not os.path.isfile(path):
         # os.devnull (a way to turn the file off) or a directory: replacing
         # it would destroy it, or fail and leave the temp file behind.
         return
-    merged = load(path)
-    merged.update(measured)
+    data = _read(path)
+    classes = _section(data, "classes") | dict(measured)
+    merged_tests = _section(data, "tests") | dict(tests or {})
     # A read-only checkout must not fail the run; scheduling just stays
     # uninformed.
     with contextlib.suppress(OSError):
-        write(path, merged)
+        write(path, classes, merged_tests)
 
 
-def write(path: Path, classes: Mapping[str, float]) -> None:
-    """Write ``classes`` as the durations file ``path``, atomically; raises
-    OSError (and leaves no temporary file) when it cannot."""
+def write(
+    path: Path,
+    classes: Mapping[str, float],
+    tests: Mapping[str, float] | None = None,
+) -> None:
+    """Write ``classes`` (and ``tests``, when there are any) as the
+    durations file ``path``, atomically; raises OSError (and leaves no
+    temporary file) when it cannot."""
     rounded = {k: round(v, 4) for k, v in sorted(classes.items())}
-    payload = {"version": FORMAT_VERSION, "classes": rounded}
+    payload: dict[str, object] = {"version": FORMAT_VERSION, "classes": rounded}
+    if tests:
+        payload["tests"] = {k: round(v, 4) for k, v in sorted(tests.items())}
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -151,10 +182,12 @@ def merge(target: Path, sources: Sequence[Path]) -> Merged:
     when a source holds durations; OSError if it cannot be."""
     result = Merged()
     classes = load(target)
+    tests = load_tests(target)
     for source in sources:
         found = load(source)
         if found:
             classes.update(found)
+            tests.update(load_tests(source))
             result.merged.append(source)
         elif not source.exists():
             result.skipped.append((source, "no such file"))
@@ -163,7 +196,7 @@ def merge(target: Path, sources: Sequence[Path]) -> Merged:
         else:
             result.skipped.append((source, "no durations in it"))
     if result.merged:
-        write(target, classes)
+        write(target, classes, tests)
         result.classes = len(classes)
     return result
 

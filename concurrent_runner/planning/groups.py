@@ -51,19 +51,26 @@ class Unit:
     strategy: Strategy
     classes: list[str] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
+    #: A chunk of a split class: (its number from 1, how many chunks).
+    chunk: tuple[int, int] | None = None
+
+    @property
+    def chunk_label(self) -> str:
+        """``" [chunk 2/4]"`` for a chunk of a split class, else nothing."""
+        return f" [chunk {self.chunk[0]}/{self.chunk[1]}]" if self.chunk else ""
 
     @property
     def short_label(self) -> str:
         """The group's name, or the class's own name."""
         if self.group:
-            return self.group
-        return self.classes[0].rsplit(".", 1)[-1]
+            return self.group + self.chunk_label
+        return self.classes[0].rsplit(".", 1)[-1] + self.chunk_label
 
     @property
     def label(self) -> str:
         if self.strategy.whole_group:
             return f"{self.group} ({self.strategy.value}: {', '.join(self.classes)})"
-        return self.classes[0]
+        return self.classes[0] + self.chunk_label
 
 
 def class_label(test: unittest.TestCase) -> str:
@@ -108,6 +115,18 @@ def read_membership(cls: type) -> Membership:
     return Membership(group, strategy)
 
 
+def read_split(cls: type) -> bool:
+    """``cls.mp_split``: False when the class must run whole (one worker,
+    one ``setUpClass``); inherited like ``mp_group``. True by default."""
+    value = getattr(cls, "mp_split", True)
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            f"{cls.__module__}.{cls.__qualname__}.mp_split is {value!r}; it "
+            f"must be True or False."
+        )
+    return value
+
+
 def resolve_strategies(
     memberships: dict[str, tuple[type, Membership]],
 ) -> dict[str, Strategy]:
@@ -139,6 +158,7 @@ def build_units(tests: Sequence[unittest.TestCase]) -> list[Unit]:
         label = class_label(test)
         if label not in memberships:
             memberships[label] = (type(test), read_membership(type(test)))
+            read_split(type(test))  # a bad mp_split fails before any test runs
     group_strategy = resolve_strategies(memberships)
 
     units: dict[str, Unit] = {}

@@ -22,6 +22,7 @@ wrong cost little and the order is kept.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,11 +90,13 @@ def _assign(
 ) -> list[Slot]:
     """LPT: each unit (longest first) to the worker with the least work;
     then each worker's units in serial order, one after the other."""
-    load = [0.0] * workers
+    # A heap of (load, worker): the least loaded worker, the lowest
+    # numbered among equals, in O(log workers).
+    loads = [(0.0, w) for w in range(workers)]
     lanes: list[list[int]] = [[] for _ in range(workers)]
     for index in members:
-        worker = min(range(workers), key=lambda w: (load[w], w))
-        load[worker] += estimates[index]
+        load, worker = loads[0]
+        heapq.heapreplace(loads, (load + estimates[index], worker))
         lanes[worker].append(index)
     slots = []
     for worker, lane in enumerate(lanes):

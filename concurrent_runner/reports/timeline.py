@@ -45,6 +45,9 @@ class Bar:
     tests: list[str] = field(default_factory=list)
     outcome: str = ""  # passed, failed, crashed (units only)
     phase: str = ""
+    #: A chunk of a split class ("2/4"); its label is the class's, as for
+    #: every chunk of it.
+    chunk: str = ""
 
     @property
     def duration(self) -> float:
@@ -132,7 +135,8 @@ def summarise(timeline: Timeline) -> dict[str, Any]:
             "lower_bound": round(lower_bound, 4),
             "efficiency": round(lower_bound / wall, 4) if wall else 0.0,
             "slowest": [
-                {"label": u.label, "duration": round(u.duration, 4)} for u in slowest
+                {"label": _chunk_label(asdict(u)), "duration": round(u.duration, 4)}
+                for u in slowest
             ],
         },
     }
@@ -253,7 +257,7 @@ def _bar(bar: dict[str, Any], x: Any, y: int, kind: str) -> str:
         f"\n… and {len(tests) - 25} more" if len(tests) > 25 else ""
     )
     title = (
-        f"{bar['label']}\n{bar['strategy'] or bar['kind']}"
+        f"{_chunk_label(bar)}\n{bar['strategy'] or bar['kind']}"
         + (f", {len(tests)} test(s)" if tests else "")
         + f", {duration:.3f}s"
         + (f", {bar['outcome']}" if bar.get("outcome") else "")
@@ -263,7 +267,8 @@ def _bar(bar: dict[str, Any], x: Any, y: int, kind: str) -> str:
     width = max(x(bar["end"]) - left, 1.5)
     rect = (
         f'<rect class="{classes}" data-label="{_esc(bar["label"])}" '
-        f'x="{left:.1f}" y="{y + 1}" '
+        + (f'data-chunk="{_esc(bar["chunk"])}" ' if bar.get("chunk") else "")
+        + f'x="{left:.1f}" y="{y + 1}" '
         f'width="{width:.1f}" height="{LANE - 8}" '
         f'fill="{colour}"><title>{_esc(title)}</title></rect>'
     )
@@ -282,13 +287,20 @@ CHAR_WIDTH = 6.5
 
 def short_name(bar: dict[str, Any]) -> str:
     """What a bar is called on the page: a serial group by its name, a class
-    by its own name (its module is in the tooltip), anything else as is."""
+    by its own name (its module is in the tooltip) and a chunk of a split
+    class by the class's name and its number, anything else as is."""
     if bar.get("strategy") in ("serial", "isolated_serial") and bar.get("group"):
         return str(bar["group"])
     label = str(bar["label"])
     if bar.get("kind", "unit") == "unit" and " " not in label:
-        return label.rsplit(".", 1)[-1]
-    return label
+        label = label.rsplit(".", 1)[-1]
+    return f"{label} {bar['chunk']}" if bar.get("chunk") else label
+
+
+def _chunk_label(bar: dict[str, Any]) -> str:
+    """A unit's label, with ``[chunk 2/4]`` after a split class's name."""
+    chunk = bar.get("chunk")
+    return f"{bar['label']} [chunk {chunk}]" if chunk else str(bar["label"])
 
 
 def fitted(label: str, width: float) -> str:
@@ -370,11 +382,12 @@ class TimelineRecorder(RunListener):
         self.timeline.enter_phase(phase)
         now = self.timeline.now()
         info = self.units[unit]
+        chunk = f"{info.chunk[0]}/{info.chunk[1]}" if info.chunk else ""
         self.running[slot] = self.timeline.add(
             Bar(
                 "unit",
                 slot,
-                info.label,
+                info.classes[0] if info.chunk else info.label,
                 now,
                 now,
                 strategy=info.strategy.value,
@@ -382,6 +395,7 @@ class TimelineRecorder(RunListener):
                 tests=[self.test_ids[i] for i in info.indices],
                 outcome="passed",
                 phase=phase,
+                chunk=chunk,
             )
         )
 
