@@ -298,6 +298,47 @@ class ServerTests(SimpleTestCase):
 
 
 @unittest.skipUnless(hasattr(os, "fork"), "call processes are forked")
+class ForkedServerTests(SimpleTestCase):
+    """A call server forked from this process (as a forked worker forks one
+    as it starts), and the fresh interpreter that replaces it if it is gone
+    before the first call."""
+
+    databases = {"default"}
+
+    def setUp(self):
+        from concurrent_runner.calls import concurrent as calls
+
+        super().setUp()
+        calls.stop_server()
+        self.addCleanup(calls.stop_server)
+        self.calls = calls
+
+    def test_the_first_call_uses_the_forked_server(self):
+        self.calls.fork_server()
+        server = self.calls._current
+        assert server is not None
+        self.assertEqual((server.kind, server.greeted), ("forked", False))
+        self.assertEqual(call_concurrently(2, call_funcs.add, a=1, b=2), [3, 3])
+        # The caller's test database, not what the server was forked with.
+        (names,) = call_concurrently(1, call_funcs.database_names)
+        self.assertEqual(names["default"], connection.settings_dict["NAME"])
+        self.assertIs(self.calls._current, server)
+        self.assertTrue(server.greeted)
+        self.calls.stop_server()
+        self.assertIsNotNone(server.process.returncode, "reaped")
+
+    def test_a_forked_server_gone_before_the_first_call_is_replaced(self):
+        self.calls.fork_server()
+        server = self.calls._current
+        assert server is not None
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(10)
+        self.assertEqual(call_concurrently(1, call_funcs.add, a=2, b=2), [4])
+        assert self.calls._current is not None
+        self.assertEqual(self.calls._current.kind, "fresh")
+
+
+@unittest.skipUnless(hasattr(os, "fork"), "call processes are forked")
 class ForkSafetyTests(SimpleTestCase):
     databases = {"default"}
 

@@ -152,7 +152,14 @@ class OldCloneTests(SimpleTestCase):
                 self.assertNotEqual(destroyed, -1, out)
                 self.assertLess(destroyed, out.find("Cloning test database"))
                 self.assertNotIn("Type 'yes'", out)
+                if keepdb:
+                    # A clone of this run's now has the name, kept for the
+                    # next; a parallel run without --keepdb drops it, and the
+                    # kept test databases, without asking.
+                    self.assertTrue(self.old_exists())
+                    again = self.run_with("--noinput", *PARALLEL)
+                    self.assertEqual(again.returncode, 0, again.output)
+                    self.assertNotIn(f"named {self.name!r}", again.output)
+                    self.assertNotIn("Type 'yes'", again.output)
                 self.assertFalse(self.old_exists())
-                if keepdb:  # the kept test databases, dropped by a run without
-                    self.run_with("--noinput", "--parallel-groups", "1")
                 self.assertEqual(self.left(), set())

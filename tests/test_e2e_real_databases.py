@@ -74,5 +74,33 @@ class RealDatabasesTests(SimpleTestCase):
         # Alone, so that the run makes no test database for "default".
         self.assert_untouched_by("multidb.forbidden")
 
+    def test_a_forked_workers_first_call_uses_a_forked_call_server(self):
+        # Its calls still fail on "default" as the test does (the module's
+        # other tests), and the real databases stay untouched; with forking
+        # off, or in the test process, the call server is a fresh
+        # interpreter, as before.
+        before = self.real_rows()
+        for mode, fork, expected in (
+            (("--parallel-groups", "2"), "1", "forked"),
+            (("--parallel-groups", "2"), "0", "fresh"),
+            (("--parallel-groups", "1"), "1", "fresh"),
+        ):
+            with self.subTest(mode=mode, fork=fork):
+                env = {
+                    **self.env,
+                    "E2E_FORK_WORKERS": fork,
+                    "EXPECT_CALL_SERVER": expected,
+                }
+                result = manage("multidb.forbidden", "-v", "2", *mode, env=env)
+                self.assertEqual(result.returncode, 0, result.output)
+                self.assertEqual(
+                    result.statuses()[
+                        "multidb.forbidden.CallServerKind."
+                        "test_the_call_server_is_the_one_expected"
+                    ],
+                    "ok",
+                )
+                self.assertEqual(self.real_rows(), before)
+
     def test_tests_and_calls_on_every_alias_stay_in_the_test_databases(self):
         self.assert_untouched_by("multidb")

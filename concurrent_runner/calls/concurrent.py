@@ -9,8 +9,11 @@ remote traceback as its cause); a call whose process crashed, timed out or
 returned something unserialisable is a ``WrappedError`` that says so, never
 a silent ``None``.
 
-Calls run in processes forked by a call server (see ``call_server``), which
-is started once per test process through the ``concurrent_call_wrapper``
+Calls run in processes forked by a call server (``server``), started once
+per test process: in a worker forked from the fork server, a fork of the
+worker taken as it starts (``fork_server``: Django is set up and no database
+connected, so the first call takes milliseconds); elsewhere, or if that
+server is gone, a fresh interpreter through the ``concurrent_call_wrapper``
 management command. Every call uses the caller's live database settings (a
 worker's clone under ``--parallel-groups``) for the aliases the calling
 test may use, fails as that test would on the others (``forbidden``),
@@ -21,12 +24,17 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
+import traceback
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .server import SERVER_ENV, Batch, BatchDone, CallOutcome, ServerReady
+
+if TYPE_CHECKING:
+    from ..parallel.processes import Child
 
 if sys.version_info >= (3, 11):
     from builtins import ExceptionGroup
@@ -311,7 +319,13 @@ def live_databases(
 
 
 class CallServer:
-    """One running ``concurrent_call_wrapper --serve`` process."""
+    """One running call server: a fresh ``concurrent_call_wrapper --serve``
+    process, or one forked by ``fork_server`` (``kind``)."""
+
+    kind = "fresh"
+    #: Its ServerReady was received (a forked server's is taken at first use).
+    greeted = True
+    process: Child
 
     def __init__(self) -> None:
         from multiprocessing.connection import wait
@@ -353,6 +367,34 @@ class CallServer:
                 f"was ready; its error output is above. Command: {' '.join(argv)}"
             ) from None
         assert isinstance(hello, ServerReady)
+
+    @classmethod
+    def forked(cls, conn: Any, pid: int) -> CallServer:
+        """The server ``fork_server`` forked: ``pid``, on channel ``conn``."""
+        from ..parallel.processes import PidChild
+
+        server = cls.__new__(cls)
+        server.kind = "forked"
+        server.greeted = False
+        server.conn = conn
+        server.process = PidChild(pid)
+        server.pid = os.getpid()
+        server.coverage = None  # it measures itself, as a forked worker does
+        return server
+
+    def greet(self) -> bool:
+        """Take a forked server's ServerReady; False if it will not come
+        within the start timeout (the server is then ended)."""
+        from ..parallel.processes import CALL_SERVER_START_TIMEOUT
+
+        try:
+            if self.conn.poll(CALL_SERVER_START_TIMEOUT):
+                self.greeted = isinstance(self.conn.recv(), ServerReady)
+        except (EOFError, OSError):
+            pass
+        if not self.greeted:
+            self.stop()
+        return self.greeted
 
     def alive(self) -> bool:
         return self.pid == os.getpid() and self.process.poll() is None
@@ -437,9 +479,67 @@ _current: CallServer | None = None
 
 def _server() -> CallServer:
     global _current
+    if _current is not None and not _current.greeted and not _current.greet():
+        _current = None  # the forked server failed: a fresh one instead
     if _current is None or not _current.alive():
         _current = CallServer()
     return _current
+
+
+def fork_server(close: Iterable[int] = ()) -> None:
+    """Fork this process's call server now, from this process.
+
+    For a worker forked from the fork server, as it starts: it has Django
+    set up, the suite imported and no database connection or other thread,
+    which is what a call server must be; a fresh interpreter would cost
+    about 0.4 s at the first call. ``close``: descriptors the server must
+    not hold (the worker's channel, whose end the parent must see). If the
+    fork fails, the first call starts a fresh interpreter, as elsewhere.
+    """
+    global _current
+    from multiprocessing.connection import Pipe
+
+    from ..coverage_relay import measure_forked_child, save_forked_child
+    from ..parallel import protocol
+    from .server import serve
+
+    ours, theirs = Pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return
+    if pid == 0:  # the call server
+        code = 1
+        try:
+            ours.close()
+            for fd in close:
+                os.close(fd)
+            os.setsid()  # ended with the calls it runs, as a fresh one is
+            os.environ.pop(protocol.WORKER_ENV, None)  # as a fresh one has it
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            measure_forked_child()
+            serve(theirs)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            save_forked_child()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    theirs.close()
+    _current = CallServer.forked(ours, pid)
+
+
+def forks_server_for(tests: Iterable[Any]) -> bool:
+    """Whether a worker running ``tests`` should fork a call server as it
+    starts: some test makes concurrent calls (``ConcurrentTestMixin``)."""
+    return any(isinstance(test, ConcurrentTestMixin) for test in tests)
 
 
 @atexit.register

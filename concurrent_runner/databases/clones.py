@@ -4,8 +4,9 @@ The parent creates the test databases once (migrations once) with Django's
 own ``setup_databases``, then gives every slot but the last its clone
 through the backend's ``clone_test_db`` (SQLite file copy, PostgreSQL
 template, MySQL/MariaDB dump); the last slot works on the test databases
-themselves (``clone_slots``). Clones are always made fresh and always
-destroyed, also under ``--keepdb``, so no stale clone outlives a run.
+themselves (``clone_slots``). Without ``--keepdb`` clones are made fresh
+and destroyed; with it, every slot gets a clone, kept for the next run and
+used again only while it matches the test database (``kept``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -78,6 +79,7 @@ def clear_old_clones(
     *,
     interactive: bool,
     verbosity: int,
+    ours: Container[str] = (),
 ) -> None:
     """Deal, before any clone is made, with databases already named like
     the clones of ``slots``, as Django deals with its own test database:
@@ -87,8 +89,9 @@ def clear_old_clones(
 
     The clones themselves are made in threads, which cannot ask, and
     Django's ``clone_test_db`` drops such a database without a word; so
-    this runs in the main thread first. ``--keepdb`` makes no difference:
-    clones are never kept, so an old one could only be dropped.
+    this runs in the main thread first. A clone kept by an earlier
+    ``--keepdb`` run that no longer matches is in ``ours``: it is made again
+    without a question.
     """
     for connection, _old_name, created in old_config:
         if not created:
@@ -96,7 +99,7 @@ def clear_old_clones(
         creation = connection.creation
         for slot in slots:
             name = creation.get_test_db_clone_settings(str(slot))["NAME"]
-            if not database_exists(connection, name):
+            if name in ours or not database_exists(connection, name):
                 continue
             creation.log(
                 f"Got an error creating clone {slot} of the test database for "
@@ -158,10 +161,14 @@ class Cloning:
         verbosity: int,
         on_slot: Callable[[int], None] | None = None,
         cloned: Sequence[int] | None = None,
+        *,
+        kept: Sequence[int] = (),
+        after_clone: Callable[[str, int], None] | None = None,
     ) -> None:
         connections.close_all()  # PostgreSQL copies no template in use
         aliases = primaries(old_config)
         cloned = list(range(1, slots + 1) if cloned is None else cloned)
+        self._after_clone = after_clone
         for alias in aliases:
             for _ in cloned:
                 # Django's "Cloning test database..." now, from this thread:
@@ -173,11 +180,12 @@ class Cloning:
         self.took: float | None = None
         self._jobs_left = len(aliases) * len(cloned)
         self._left = {slot: len(aliases) for slot in cloned}
-        #: Slots announced once every clone is made.
+        #: Slots announced once every clone is made: the one that works on
+        #: the test databases themselves (not ``kept`` clones: they are ready).
         self._last = [
             slot
             for slot in range(1, slots + 1)
-            if not aliases or slot not in self._left
+            if not aliases or (slot not in self._left and slot not in kept)
         ]
         self._lock = threading.Lock()
         self._first = cloned[0] if aliases and cloned else None
@@ -187,6 +195,9 @@ class Cloning:
             thread_name_prefix="databases",
         )
         self._futures: list[Future[None]] = []
+        if on_slot is not None and aliases:
+            for slot in kept:
+                on_slot(slot)
         first = self._first
         if first is None:  # nothing to clone
             self._all_made()
@@ -200,6 +211,8 @@ class Cloning:
 
     def _clone(self, alias: str, slot: int) -> None:
         _clone(alias, slot, verbosity=0)
+        if self._after_clone is not None:
+            self._after_clone(alias, slot)
         with self._lock:
             self._left[slot] -= 1
             complete = self._left[slot] == 0
@@ -299,6 +312,9 @@ def destroy_clones(
 
 
 def _destroy(alias: str, slot: int, verbosity: int, attempts: int) -> str | None:
+    from .kept import forget_record
+
+    forget_record(alias, slot)
     copy = connections[alias].copy()
     try:
         _retried(

@@ -342,6 +342,10 @@ def _serve_forks(
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     children: dict[int, PidChild] = {}
+    calls = sys.modules.get("concurrent_runner.calls.concurrent")
+    # Looked at once, here: every worker forks a call server as it starts
+    # if some test of the suite makes concurrent calls.
+    call_server = calls is not None and calls.forks_server_for(tests)
     try:
         while True:
             ready = multiprocessing.connection.wait([control, wake_r], timeout=1.0)
@@ -372,7 +376,7 @@ def _serve_forks(
                     for fd_ in (wake_r, wake_w):
                         os.close(fd_)
                     control.close()
-                    _become_worker(fd, request, tests, failfast, buffer)
+                    _become_worker(fd, request, tests, failfast, buffer, call_server)
                     code = 0
                 except BaseException:
                     traceback.print_exc()
@@ -418,7 +422,12 @@ def _clean_exit() -> None:
 
 
 def _become_worker(
-    fd: int, request: ForkRequest, tests: Sequence[Any], failfast: bool, buffer: bool
+    fd: int,
+    request: ForkRequest,
+    tests: Sequence[Any],
+    failfast: bool,
+    buffer: bool,
+    call_server: bool = False,
 ) -> None:
     """In the forked child: the same set-up a fresh worker gets, then serve."""
     from .worker import WorkerSpec, dump_stacks_on_sigusr1, serve
@@ -437,5 +446,10 @@ def _become_worker(
     with open(request.log_path, "wb") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
+    if call_server:
+        # Now, while this process has no database connection and no thread.
+        from ..calls.concurrent import fork_server
+
+        fork_server(close=[fd])
     dump_stacks_on_sigusr1(request.stack_path)
     serve(connect_child(fd), tests, failfast=failfast, buffer=buffer, stdio=spec.stdio)

@@ -28,7 +28,7 @@ from typing import Any
 
 from django.db import connections
 
-from ..databases import clones
+from ..databases import clones, kept
 from ..planning.groups import Unit, class_label
 from ..planning.plan import Plan
 from . import protocol as p
@@ -94,6 +94,12 @@ class ParallelSession:
             listeners_for=listeners_for,
         )
         self.cloning: clones.Cloning | None = None
+        #: --keepdb: which kept clones this run uses and makes (``kept``).
+        self.kept: kept.KeptClones | None = None
+        #: Slots whose every clone exists (kept, or made by this run).
+        self._slots_made: set[int] = set()
+        #: Slots without a clone this run whose kept clone is dropped at the end.
+        self._drop_also: list[int] = []
         #: Seconds from the first clone's start to the last clone made.
         self.cloning_took: float | None = None
 
@@ -164,13 +170,48 @@ class ParallelSession:
             # where stdout is a block-buffered pipe (a CI log).
             sys.stdout.flush()
             cloned = self.clone_slots()
+            reused: list[int] = []
+            if self.options.keepdb:
+                self.kept = kept.decide(
+                    clones.primaries(old_config),
+                    cloned,
+                    self.options.rundir,
+                    restorable_aliases(self.tests),
+                )
+                reused = sorted(self.kept.reused)
+                self._announce_kept(old_config)
+            else:
+                # Clones kept by earlier --keepdb runs: made again, or (the
+                # last slot's, which works on the test databases) dropped.
+                every = list(range(1, self.workers + 1))
+                ours = kept.ours_among(
+                    clones.primaries(old_config), every, self.options.rundir
+                )
+                self.kept = kept.KeptClones({}, {}, {}, ours)
+                self._drop_also = [
+                    slot
+                    for slot in every
+                    if slot not in cloned
+                    and any(
+                        kept.clone_name(alias, slot) in ours
+                        for alias in clones.primaries(old_config)
+                    )
+                ]
+            to_clone = [slot for slot in cloned if slot not in reused]
             # Asked here, in the main thread: the clones' threads cannot.
             clones.clear_old_clones(
                 old_config,
-                cloned,
+                to_clone,
                 interactive=self.options.interactive,
                 verbosity=self.options.verbosity,
+                ours=self.kept.ours if self.kept else (),
             )
+            self._mark(old_config, reused, "in-use")  # before any worker uses them
+            self._mark(old_config, to_clone, "making")  # before they are dropped
+            for slot in reused:
+                # What a TransactionTestCase left flushed is put back before
+                # a TestCase runs there (unit_suite.FlushedDatabases).
+                self.controller.slots[slot].flushed = list(self.kept.reused[slot])
             self.controller.configure(
                 {
                     slot: self._configuration(old_config, slot, slot in cloned)
@@ -182,8 +223,10 @@ class ParallelSession:
                 old_config,
                 self.workers,
                 self.options.verbosity,
-                self.suite.slot_ready,
-                cloned,
+                self._slot_made,
+                to_clone,
+                kept=reused,
+                after_clone=self._clone_made if self.options.keepdb else None,
             )
             self.suite.cloning = self.cloning
             if on_cloning is not None:
@@ -203,6 +246,56 @@ class ParallelSession:
 
     def clone_slots(self) -> list[int]:
         return clones.clone_slots(self.workers, self.options.keepdb)
+
+    def _slot_made(self, slot: int) -> None:
+        self._slots_made.add(slot)
+        self.suite.slot_ready(slot)
+
+    def _kept_aliases(self, old_config: list[Any]) -> list[str]:
+        """The aliases whose clones this run keeps (``--keepdb``, where the
+        backend can)."""
+        if self.kept is None or not self.kept.fingerprints:
+            return []
+        return clones.primaries(old_config)
+
+    def _mark(self, old_config: list[Any], slots: Sequence[int], state: str) -> None:
+        """Set the record of each of our kept clones of ``slots`` to
+        ``state`` (a clone made from scratch gets one once it is complete)."""
+        if self.kept is None or not self.kept.ours:
+            return
+        for alias in clones.primaries(old_config):
+            kept.write_records(
+                alias,
+                {
+                    slot: kept.Record(state)
+                    for slot in slots
+                    if kept.clone_name(alias, slot) in self.kept.ours
+                },
+            )
+
+    def _clone_made(self, alias: str, slot: int) -> None:
+        """In a clone's thread: the clone is complete, and about to be used."""
+        if self.kept is not None and alias in self.kept.fingerprints:
+            kept.write_records(alias, {slot: kept.Record("in-use")})
+
+    def _announce_kept(self, old_config: list[Any]) -> None:
+        """Django's "Using existing clone" for each clone used again, and at
+        -v 2 why a kept one is made again."""
+        assert self.kept is not None
+        verbosity = self.options.verbosity
+        for alias in self._kept_aliases(old_config):
+            creation = connections[alias].creation
+            for slot in sorted(self.kept.reused):
+                if verbosity >= 1:
+                    shown = creation._get_database_display_str(  # type: ignore[attr-defined]
+                        verbosity, kept.clone_name(alias, slot)
+                    )
+                    creation.log(f"Using existing clone for alias {shown}...")
+            for slot, why in sorted(self.kept.remade.items()):
+                name = kept.clone_name(alias, slot)
+                if verbosity >= 2 and name in self.kept.ours:
+                    shown = creation._get_database_display_str(verbosity, name)  # type: ignore[attr-defined]
+                    creation.log(f"Making clone for alias {shown} again: {why}.")
 
     def _configuration(
         self, old_config: list[Any], slot: int, cloned: bool
@@ -240,14 +333,23 @@ class ParallelSession:
     # -- 3. teardown ---------------------------------------------------------
 
     def teardown_databases(self, old_config: list[Any]) -> None:
-        """Stop the workers, then drop every clone and the test databases
-        (each drop tried even if one fails; the first failure is raised)."""
+        """Stop the workers, then drop every clone (but those kept for the
+        next run, under ``--keepdb``) and the test databases (each drop tried
+        even if one fails; the first failure is raised)."""
+        keeping = self._kept_slots()
         self.close()
         try:
             self.finish_cloning()
+            self._keep(old_config, keeping)
         finally:
             problems = clones.destroy_clones(
-                old_config, self.clone_slots(), self.options.verbosity
+                old_config,
+                [
+                    slot
+                    for slot in [*self.clone_slots(), *self._drop_also]
+                    if slot not in keeping
+                ],
+                self.options.verbosity,
             )
             try:
                 clones.destroy_test_databases(
@@ -257,6 +359,39 @@ class ParallelSession:
                 for problem in problems:
                     print(f"Could not destroy {problem}", file=sys.stderr)
 
+    def _kept_slots(self) -> dict[int, set[str]]:
+        """The slots whose clones are kept for the next run, with the aliases
+        a TransactionTestCase may have left flushed: every slot whose clones
+        were all made, unless the run was interrupted or a worker is still
+        busy (what it did to its databases is unknown)."""
+        if self.kept is None or not self.kept.fingerprints:
+            return {}
+        if self.controller.interrupted:
+            return {}
+        slots = {}
+        for slot in self.clone_slots():
+            state = self.controller.slots.get(slot)
+            if state is None or state.busy or slot not in self._slots_made:
+                continue
+            aliases = set(self.kept.fingerprints)
+            slots[slot] = aliases if state.flushed is None else set(state.flushed)
+        return slots
+
+    def _keep(self, old_config: list[Any], keeping: dict[int, set[str]]) -> None:
+        """Record, for the next run, that the clones of ``keeping`` match the
+        test databases (see ``kept``)."""
+        if self.kept is None:
+            return
+        for alias in self._kept_aliases(old_config):
+            fingerprint, data = self.kept.fingerprints[alias]
+            kept.write_records(
+                alias,
+                {
+                    slot: kept.Record("ready", fingerprint, data, alias in flushed)
+                    for slot, flushed in keeping.items()
+                },
+            )
+
     # -- 4. the end ----------------------------------------------------------
 
     def close(self) -> None:
@@ -265,6 +400,25 @@ class ParallelSession:
         if self._forks is not None:
             self._forks.close()
             self._forks = None
+
+
+def restorable_aliases(tests: Iterable[Any]) -> set[str]:
+    """The databases whose kept clones may be used although a
+    TransactionTestCase left them flushed: those whose contents this run
+    serialized (to put back before a ``TestCase``), and those no
+    ``TestCase`` of this run uses."""
+    from django.test import TestCase
+
+    needed: set[str] = set()
+    for cls in {type(test) for test in tests}:
+        if issubclass(cls, TestCase):
+            needed.update(cls._databases_names(include_mirrors=False))  # type: ignore[attr-defined]
+    serialized = {
+        alias
+        for alias in connections
+        if getattr(connections[alias], "_test_serialized_contents", None)
+    }
+    return serialized | (set(connections) - needed)
 
 
 def serialized_aliases_needed(tests: Iterable[Any]) -> set[str]:

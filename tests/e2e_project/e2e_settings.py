@@ -30,7 +30,14 @@ INSTALLED_APPS = [
     "flushing",
     "seeded",
     "marks",
+    "keptclones",
 ]
+if os.environ.get("KEPT_V2") == "1":  # a migration added between two runs
+    MIGRATION_MODULES = {"keptclones": "keptclones.migrations_v2"}
+if os.environ.get("E2E_HALF_CLONE"):
+    from keptclones.halfclone import install
+
+    install()
 DATABASES = {
     "default": database("e2e"),
     # No dependency on "default": a test may use "other" alone.

@@ -5,6 +5,8 @@ the run create a test database for "other" only: "default" still holds the
 real database's settings, which neither a test nor a call may reach.
 """
 
+import os
+
 from django.db import connections, transaction
 from django.test import TransactionTestCase
 from django.test.testcases import DatabaseOperationForbidden
@@ -83,3 +85,20 @@ class TestsOnOther(TransactionTestCase):
         self.assertIn("test", str(connections["other"].settings_dict["NAME"]))
         Item.objects.using("other").create(name="c")
         self.assertTrue(Item.objects.using("other").filter(name="c").exists())
+
+
+class CallServerKind(ConcurrentTestMixin, TransactionTestCase):
+    """Which call server this process's first call used: one forked as a
+    forked worker started, or a fresh interpreter (EXPECT_CALL_SERVER)."""
+
+    databases = {"other"}
+
+    def test_the_call_server_is_the_one_expected(self):
+        from concurrent_runner.calls import concurrent
+
+        self.assertEqual(self.call_concurrently(2, uses_no_database), [42, 42])
+        kind = concurrent._current.kind
+        self.assertIn(kind, ("forked", "fresh"))
+        expected = os.environ.get("EXPECT_CALL_SERVER")
+        if expected:
+            self.assertEqual(kind, expected)
