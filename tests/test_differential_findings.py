@@ -1,0 +1,133 @@
+"""What the differential test found, as fixed suites (#19).
+
+Each case is a minimised generated suite (tests/differential/) that ours
+reported differently from DiscoverRunner, or, where serial Django would
+die, differently from what the spec says; each was fixed. The first ones
+were found by an earlier version of the generator and fixed before this
+file existed (they pass on the commits that fixed them); they stay as
+sanity cases for the generator's oracle.
+"""
+
+from __future__ import annotations
+
+from django.test import SimpleTestCase
+from django.test.utils import tag
+
+from tests.differential.spec import Case, ClassSpec, ModuleSpec, RunSpec, TestSpec
+from tests.test_differential import assert_agrees
+
+
+def cls(
+    name: str,
+    kind: str = "SimpleTestCase",
+    tests: list[TestSpec] | None = None,
+    **kwargs: object,
+) -> ClassSpec:
+    return ClassSpec(
+        name=name,
+        kind=kind,
+        tests=tests or [TestSpec("test_alpha0"), TestSpec("test_beta1")],
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def module(name: str, *classes: ClassSpec, **fixtures: str) -> ModuleSpec:
+    return ModuleSpec(name=name, classes=list(classes), fixtures=fixtures)
+
+
+@tag("differential")
+class EarlierFindingsTests(SimpleTestCase):
+    def test_output_is_caught_at_the_file_descriptor_level(self) -> None:
+        printing = TestSpec(
+            "test_alpha0",
+            outcome="fail",
+            output=["oswrite", "subprocess", "badbytes", "buffer", "stderr"],
+        )
+        case = Case(
+            [module("m0", cls("C0", tests=[printing, TestSpec("test_beta1")]))],
+            RunSpec(workers=2, fork=True),
+        )
+        assert_agrees(self, case)
+
+    def test_a_crash_in_set_up_class_is_one_error(self) -> None:
+        case = Case(
+            [
+                module(
+                    "m0",
+                    cls("C0", "TestCase", fixtures={"setUpClass": "fault:segfault"}),
+                    cls("C1"),
+                )
+            ],
+            RunSpec(workers=2, fork=False),
+        )
+        assert_agrees(self, case)
+
+    def test_a_crash_in_set_up_module_is_one_error(self) -> None:
+        case = Case(
+            [module("m0", cls("C0"), cls("C1"), setUpModule="fault:exit")],
+            RunSpec(workers=2, fork=True),
+        )
+        assert_agrees(self, case)
+
+    def test_a_crash_after_the_units_last_test_fails_the_run(self) -> None:
+        case = Case(
+            [
+                module("m0", cls("C0", fixtures={"tearDownClass": "fault:kill"})),
+                module("m1", cls("C1"), tearDownModule="fault:hang"),
+            ],
+            RunSpec(workers=2, fork=True, group_timeout=8.0),
+        )
+        assert_agrees(self, case)
+
+    def test_a_module_fixture_error_is_reported_once(self) -> None:
+        case = Case(
+            [module("m0", cls("C0"), cls("C1"), cls("C2"), tearDownModule="error")],
+            RunSpec(workers=3, fork=True),
+        )
+        assert_agrees(self, case)
+
+    def test_a_testcase_after_a_flush_finds_the_data_migrations_rows(self) -> None:
+        case = Case(
+            [
+                module(
+                    "m0",
+                    cls("C0", "TransactionTestCase"),
+                    cls("C1", "TransactionTestCase", mp_group=["g0", "serial"]),
+                    cls("C2", "TestCase", mp_group="g0"),
+                    cls("C3", "TestCase", mp_group=["g1", "isolated_serial"]),
+                )
+            ],
+            RunSpec(workers=2, fork=True),
+        )
+        assert_agrees(self, case)
+
+    def test_a_one_unit_plan_runs_in_a_worker(self) -> None:
+        crash = TestSpec("test_alpha0", fault="exit")
+        case = Case(
+            [module("m0", cls("C0", tests=[crash, TestSpec("test_beta1")]))],
+            # --parallel-groups 1 runs in one process, as documented; 2 and a
+            # plan that needs only one worker must still run in a worker.
+            RunSpec(workers=2, fork=True),
+        )
+        assert_agrees(self, case)
+
+    def test_a_class_whose_first_test_is_skipped(self) -> None:
+        tests = [
+            TestSpec("test_alpha0", outcome="skip"),
+            TestSpec("test_alpha1", outcome="fail"),
+        ]
+        case = Case(
+            [module("m0", cls("C0", tests=tests), cls("C1"))],
+            RunSpec(workers=2, fork=False, shuffle=3),
+        )
+        assert_agrees(self, case)
+
+    def test_failfast_reports_nothing_as_passed_after_the_first_failure(self) -> None:
+        failing = [TestSpec("test_alpha0", outcome="fail")] + [
+            TestSpec(f"test_beta{i}") for i in range(1, 4)
+        ]
+        case = Case(
+            [module("m0", cls("C0", tests=failing), cls("C1"), cls("C2"))],
+            RunSpec(workers=3, fork=True, failfast=True),
+        )
+        assert_agrees(self, case)
