@@ -131,3 +131,26 @@ class EarlierFindingsTests(SimpleTestCase):
             RunSpec(workers=3, fork=True, failfast=True),
         )
         assert_agrees(self, case)
+
+
+@tag("differential")
+class FindingsTests(SimpleTestCase):
+    """Found by this generator, minimised, and fixed."""
+
+    def test_a_skipped_subtest_is_reported_as_the_subtest(self) -> None:
+        # Replayed as a skip of the whole test, without the subtest's
+        # parameters, once for each skipped subtest.
+        tests = [TestSpec("test_alpha0", outcome="subtests", subtests=["skip", "skip"])]
+        case = Case([module("m0", cls("C0", tests=tests))], RunSpec(workers=2))
+        assert_agrees(self, case)
+
+    def test_the_run_ends_while_a_replacement_worker_is_forked(self) -> None:
+        # Every unit's worker dies in setUpModule, and the run is over while
+        # the fork server forks replacements: it printed a BrokenPipeError's
+        # traceback after the summary (timing-dependent here; the fork
+        # server's test in test_forking is deterministic).
+        case = Case(
+            [module("m0", cls("C0"), cls("C1"), cls("C2"), setUpModule="fault:kill")],
+            RunSpec(workers=3, fork=True),
+        )
+        assert_agrees(self, case)

@@ -125,6 +125,8 @@ class Error:
 @dataclass
 class Skip:
     reason: str
+    #: The subtest that was skipped (its ``err`` None), else the test.
+    subtest: SubTestResult | None = None
 
 
 @dataclass

@@ -238,6 +238,15 @@ class WorkerResult(unittest.TestResult):
 
     def addSkip(self, test: Any, reason: str) -> None:
         super().addSkip(test, reason)
+        if isinstance(test, unittest.case._SubTest):  # type: ignore[attr-defined]
+            # Skipped inside ``with self.subTest(...)``: the subtest is named.
+            subtest = p.SubTestResult(
+                p.portable(_subtest_message(test)),
+                {k: p.portable(v) for k, v in test.params.items()},
+                None,
+            )
+            self._outcome(test.test_case, p.Skip(reason, subtest))
+            return
         self._outcome(test, p.Skip(reason))
 
     def addExpectedFailure(self, test: Any, err: Any) -> None:
