@@ -21,7 +21,7 @@ from tests.differential.strategies import cases
 
 #: Suites per class: each costs two runs of a small project (2 to 8 s on a
 #: loaded 2-core machine). PostgreSQL and MariaDB clone more slowly.
-BUDGET = 5 if vendor() == "sqlite" else 2
+BUDGET = 5 if vendor() == "sqlite" else 1
 
 
 def budget(examples: int):  # type: ignore[no-untyped-def]

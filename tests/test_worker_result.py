@@ -351,9 +351,10 @@ class ReplayMatchesDirectRunTests(unittest.TestCase):
 
     def test_outcome_kinds(self) -> None:
         kinds = {
-            self.tests[m.record.index].id().rsplit(".", 1)[1]: [
+            # Sorted: Python 3.10 reports a test's skipped subtests first.
+            self.tests[m.record.index].id().rsplit(".", 1)[1]: sorted(
                 type(o).__name__ for o in m.record.outcomes
-            ]
+            )
             for m in self.conn.of(p.TestDone)
         }
         self.assertEqual(
@@ -365,7 +366,7 @@ class ReplayMatchesDirectRunTests(unittest.TestCase):
                 "test_skip": ["Skip"],
                 "test_known_bug": ["ExpectedFailure"],
                 "test_fixed_bug": ["UnexpectedSuccess"],
-                "test_subtests": ["SubTestResult"] * 2 + ["Skip", "SubTestResult"],
+                "test_subtests": ["Skip"] + ["SubTestResult"] * 3,
                 "test_print_and_fail": ["Failure"],
                 "test_print_and_pass": ["Success"],
                 "test_after": ["Success"],
