@@ -377,8 +377,11 @@ def run_unit(
         conn, message.unit, tests, index, buffer=buffer, capture=capture
     )
     result.failfast = failfast
+    # None: a worker died on this slot; its databases are in a state
+    # nobody knows.
     flushed = FlushedDatabases(
-        list(connections) if message.flushed is None else message.flushed
+        message.flushed or [],
+        unknown=list(connections) if message.flushed is None else [],
     )
     suite = UnitSuite(
         [tests[i] for i in message.indices],
