@@ -258,7 +258,29 @@ class LostWorkerTests(unittest.TestCase):
         self.assertIn(("ended", 1, 0, "crashed"), events.seen)
         controller.worker_ready(1, IDS)
         controller.dispatch()
-        self.assertEqual(fakes.units_sent(1)[-1].indices, [2])
+        # The crashed test's class fixtures run again around the rest, not it.
+        self.assertEqual(fakes.units_sent(1)[-1].indices, [1, 2])
+        self.assertEqual(fakes.units_sent(1)[-1].fixtures_only, [1])
+
+    def test_death_in_the_units_last_test_still_runs_its_teardowns(self) -> None:
+        # Found by the differential test: tearDownClass and tearDownModule,
+        # which serially run after the test, never ran.
+        controller, fakes, report, _events, _ = make(workers=1)
+        controller.dispatch()
+        for index in (0, 1):
+            controller.test_started(1, index)
+            controller.test_done(1, passed(index))
+        controller.test_started(1, 2)
+        controller.worker_lost(1, EXITED)
+        self.assertEqual([index for index, _ in report.test_errors], [2])
+        self.assertFalse(controller.finished)
+        controller.worker_ready(1, IDS)
+        controller.dispatch()
+        unit = fakes.units_sent(1)[-1]
+        self.assertEqual((unit.indices, unit.fixtures_only), ([2], [2]))
+        controller.unit_done(1, unit.unit, {}, [])
+        controller.dispatch()  # Big is over: Small comes next
+        self.assertEqual(fakes.units_sent(1)[-1].indices, [3])
 
     def test_death_in_setupclass_drops_the_class_and_names_the_fixture(
         self,

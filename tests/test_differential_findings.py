@@ -154,3 +154,37 @@ class FindingsTests(SimpleTestCase):
             RunSpec(workers=3, fork=True),
         )
         assert_agrees(self, case)
+
+    def test_after_a_crash_a_transactiontestcase_finds_no_rows_of_it(self) -> None:
+        # The crashed test's rows were committed and never flushed: the rest
+        # of its class, run by the replacement worker, found them.
+        tests = [
+            TestSpec("test_alpha0", fault="segfault"),
+            TestSpec("test_alpha1"),
+        ]
+        case = Case(
+            [module("m0", cls("C0", "TransactionTestCase", tests=tests))],
+            RunSpec(workers=2, fork=False),
+        )
+        assert_agrees(self, case)
+
+    def test_a_crash_in_the_units_last_test_still_runs_its_teardowns(self) -> None:
+        # tearDownClass and tearDownModule, which serially follow the test,
+        # never ran: their errors (and whatever they clean up) were lost.
+        tests = [TestSpec("test_alpha0"), TestSpec("test_alpha1", fault="kill")]
+        case = Case(
+            [
+                module(
+                    "m0",
+                    cls(
+                        "C0",
+                        "TestCase",
+                        tests=tests,
+                        fixtures={"tearDownClass": "error"},
+                    ),
+                    tearDownModule="error",
+                )
+            ],
+            RunSpec(workers=2, fork=True),
+        )
+        assert_agrees(self, case)

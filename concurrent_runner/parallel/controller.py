@@ -182,6 +182,10 @@ class RunController:
         self.interrupted: str | None = None  # the signal's name
         self._losses: dict[int, int] = {}  # unit -> losses without progress
         self._fixtures_reported: set[tuple[str, type]] = set()
+        #: unit -> a test whose worker died in it: the unit's next worker
+        #: runs its class's and module's fixtures (not it), so that the
+        #: teardowns that would have followed it run.
+        self._crashed_in: dict[int, int] = {}
 
     # -- the run as a whole ------------------------------------------------
 
@@ -444,6 +448,9 @@ class RunController:
                 self._test_error(
                     slot, index, WorkerCrashed(self._why_missing(state, index))
                 )
+        crashed = self._crashed_in.pop(unit, None)
+        if crashed is not None and crashed in state.index_map:
+            present.insert(0, crashed)
         if not present:
             self._finish(unit)
             return
@@ -459,6 +466,7 @@ class RunController:
                 unit,
                 [state.index_map[i] for i in present],
                 flushed=None if state.flushed is None else list(state.flushed),
+                fixtures_only=[] if crashed is None else [state.index_map[crashed]],
             ),
         )
 
@@ -534,6 +542,7 @@ class RunController:
         if state.in_flight is not None:
             index = state.in_flight
             self._account(slot, index)
+            self._crashed_in[unit] = index
             self._test_error(
                 slot,
                 index,
@@ -574,10 +583,11 @@ class RunController:
                 ),
             )
             remaining.clear()
-        if remaining and self._reporting:
+        if (remaining or unit in self._crashed_in) and self._reporting:
             self.dispatcher.requeue(unit, slot - 1)
         else:
             remaining.clear()
+            self._crashed_in.pop(unit, None)
             self._finish(unit)
 
     def _drop_covered_by(self, unit: int, target: str) -> None:

@@ -13,6 +13,7 @@ imports nothing from the parent side.
 from __future__ import annotations
 
 import contextlib
+import copy
 import faulthandler
 import io
 import json
@@ -384,7 +385,10 @@ def run_unit(
         unknown=list(connections) if message.flushed is None else [],
     )
     suite = UnitSuite(
-        [tests[i] for i in message.indices],
+        [
+            _fixtures_only(tests[i]) if i in message.fixtures_only else tests[i]
+            for i in message.indices
+        ],
         announce=lambda method, target: conn.send(
             p.FixtureStarted(message.unit, method, target)
         ),
@@ -424,6 +428,14 @@ def run_unit(
         )
     )
     return not result.shouldStop
+
+
+def _fixtures_only(test: Any) -> Any:
+    """A copy of ``test`` that does not run: unittest still runs its class's
+    and module's fixtures around it, and reports nothing of its own."""
+    stand_in = copy.copy(test)
+    stand_in.run = lambda result=None: None
+    return stand_in
 
 
 def import_errors(tests: Sequence[Any]) -> dict[str, str]:
