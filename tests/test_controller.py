@@ -262,6 +262,24 @@ class LostWorkerTests(unittest.TestCase):
         self.assertEqual(fakes.units_sent(1)[-1].indices, [1, 2])
         self.assertEqual(fakes.units_sent(1)[-1].fixtures_only, [1])
 
+    def test_death_in_tear_down_class_still_runs_the_modules_teardown(self) -> None:
+        # Found by the differential test: tearDownModule never ran.
+        controller, fakes, _report, _events, _ = make(workers=1)
+        controller.dispatch()
+        for index in (0, 1, 2):
+            controller.test_started(1, index)
+            controller.test_done(1, passed(index))
+        controller.fixture_started(
+            1, p.FixtureStarted(0, "tearDownClass", "app.tests.Big")
+        )
+        controller.worker_lost(1, EXITED)
+        controller.worker_ready(1, IDS)
+        controller.dispatch()
+        unit = fakes.units_sent(1)[-1]
+        self.assertEqual(unit.unit, 0)
+        self.assertEqual((unit.indices, unit.module_fixtures_only), ([0], [0]))
+        self.assertEqual(unit.fixtures_only, [])
+
     def test_death_in_the_units_last_test_still_runs_its_teardowns(self) -> None:
         # Found by the differential test: tearDownClass and tearDownModule,
         # which serially run after the test, never ran.
@@ -300,7 +318,14 @@ class LostWorkerTests(unittest.TestCase):
         self.assertEqual(fakes.started[-1], (1, 1))
         controller.worker_ready(1, IDS)
         controller.dispatch()
-        self.assertEqual(fakes.units_sent(1)[-1], p.RunUnit(1, [3], None))
+        # The module's fixtures (its teardown is still due) run, then Small.
+        self.assertEqual(
+            fakes.units_sent(1)[-1],
+            p.RunUnit(0, [0], None, module_fixtures_only=[0]),
+        )
+        controller.unit_done(1, 0, {}, [])
+        controller.dispatch()
+        self.assertEqual(fakes.units_sent(1)[-1], p.RunUnit(1, [3], []))
 
     def test_death_in_a_teardown_after_the_last_test_fails_the_run(self) -> None:
         # Issue 19.1: tearDownClass or tearDownModule that kills the worker
@@ -323,6 +348,12 @@ class LostWorkerTests(unittest.TestCase):
                 self.assertTrue(
                     str(error).startswith(f"The worker running {description}")
                 )
+                if fixture.method == "tearDownClass":
+                    # Its module's teardown is still due: a worker runs it.
+                    self.assertNotIn(("finished", 0), events.seen)
+                    controller.worker_ready(1, IDS)
+                    controller.dispatch()
+                    controller.unit_done(1, 0, {}, [])
                 self.assertIn(("finished", 0), events.seen)
 
     def test_death_between_tests_is_an_error_of_the_unit(self) -> None:

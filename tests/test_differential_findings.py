@@ -188,3 +188,16 @@ class FindingsTests(SimpleTestCase):
             RunSpec(workers=2, fork=True),
         )
         assert_agrees(self, case)
+
+    def test_a_crash_in_tear_down_class_still_runs_tear_down_module(self) -> None:
+        case = Case(
+            [
+                module(
+                    "m0",
+                    cls("C0", "TestCase", fixtures={"tearDownClass": "fault:kill"}),
+                    tearDownModule="error",
+                )
+            ],
+            RunSpec(workers=2, fork=False),
+        )
+        assert_agrees(self, case)

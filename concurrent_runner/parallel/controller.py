@@ -186,6 +186,10 @@ class RunController:
         #: runs its class's and module's fixtures (not it), so that the
         #: teardowns that would have followed it run.
         self._crashed_in: dict[int, int] = {}
+        #: unit -> a test of a class whose worker died in a class fixture:
+        #: the unit's next worker runs its module's fixtures, so that the
+        #: module's teardown, due after the class, runs.
+        self._crashed_in_class_fixture: dict[int, int] = {}
 
     # -- the run as a whole ------------------------------------------------
 
@@ -451,6 +455,9 @@ class RunController:
         crashed = self._crashed_in.pop(unit, None)
         if crashed is not None and crashed in state.index_map:
             present.insert(0, crashed)
+        in_module = self._crashed_in_class_fixture.pop(unit, None)
+        if in_module is not None and in_module in state.index_map:
+            present.insert(0, in_module)
         if not present:
             self._finish(unit)
             return
@@ -467,6 +474,9 @@ class RunController:
                 [state.index_map[i] for i in present],
                 flushed=None if state.flushed is None else list(state.flushed),
                 fixtures_only=[] if crashed is None else [state.index_map[crashed]],
+                module_fixtures_only=(
+                    [] if in_module is None else [state.index_map[in_module]]
+                ),
             ),
         )
 
@@ -561,6 +571,17 @@ class RunController:
             )
             if fixture.sets_up:
                 self._drop_covered_by(unit, fixture.target)
+            if fixture.method in ("setUpClass", "tearDownClass"):
+                member = next(
+                    (
+                        i
+                        for i in self.units[unit].indices
+                        if self.tests[i].class_label == fixture.target
+                    ),
+                    None,
+                )
+                if member is not None:
+                    self._crashed_in_class_fixture[unit] = member
         else:
             # Between tests, in the worker's own code: still never a pass.
             self._fixture_error(
@@ -583,11 +604,15 @@ class RunController:
                 ),
             )
             remaining.clear()
-        if (remaining or unit in self._crashed_in) and self._reporting:
+        fixtures_due = (
+            unit in self._crashed_in or unit in self._crashed_in_class_fixture
+        )
+        if (remaining or fixtures_due) and self._reporting:
             self.dispatcher.requeue(unit, slot - 1)
         else:
             remaining.clear()
             self._crashed_in.pop(unit, None)
+            self._crashed_in_class_fixture.pop(unit, None)
             self._finish(unit)
 
     def _drop_covered_by(self, unit: int, target: str) -> None:

@@ -222,6 +222,9 @@ class RunUnit:
     #: and module's fixtures run around them. A crashed test's, so that the
     #: teardowns that would have followed it run, as serially.
     fixtures_only: list[int] = field(default_factory=list)
+    #: As ``fixtures_only``, but only their module's fixtures run: after a
+    #: worker died in a class fixture, its module's teardown is still due.
+    module_fixtures_only: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -385,10 +385,7 @@ def run_unit(
         unknown=list(connections) if message.flushed is None else [],
     )
     suite = UnitSuite(
-        [
-            _fixtures_only(tests[i]) if i in message.fixtures_only else tests[i]
-            for i in message.indices
-        ],
+        [_stand_in(tests[i], i, message) for i in message.indices],
         announce=lambda method, target: conn.send(
             p.FixtureStarted(message.unit, method, target)
         ),
@@ -430,10 +427,23 @@ def run_unit(
     return not result.shouldStop
 
 
-def _fixtures_only(test: Any) -> Any:
-    """A copy of ``test`` that does not run: unittest still runs its class's
-    and module's fixtures around it, and reports nothing of its own."""
-    stand_in = copy.copy(test)
+def _stand_in(test: Any, index: int, message: p.RunUnit) -> Any:
+    """``test``, or a copy that does not run where ``message`` says so:
+    unittest still runs the fixtures around it (its class's and module's,
+    or only its module's) and reports nothing of its own."""
+    if index in message.module_fixtures_only:
+        # A class of the test's module with no fixtures of its own; skipped,
+        # so that unittest (and UnitSuite) leave its class fixtures alone.
+        cls = type(
+            "ModuleFixturesOnly",
+            (unittest.TestCase,),
+            {"__module__": type(test).__module__, "__unittest_skip__": True},
+        )
+        stand_in = cls("run")
+    elif index in message.fixtures_only:
+        stand_in = copy.copy(test)
+    else:
+        return test
     stand_in.run = lambda result=None: None
     return stand_in
 
