@@ -262,6 +262,33 @@ class LostWorkerTests(unittest.TestCase):
         self.assertEqual(fakes.units_sent(1)[-1].indices, [1, 2])
         self.assertEqual(fakes.units_sent(1)[-1].fixtures_only, [1])
 
+    def test_a_failed_setupclass_then_a_death_does_not_retry_its_tests(self) -> None:
+        # Found by the differential test: setUpClass raised, tearDownModule
+        # killed the worker, and the class's tests (never run) went to a new
+        # worker, which did the same, for ever: the run hung.
+        controller, fakes, _report, *_ = make(workers=1)
+        controller.dispatch()
+        started = len(fakes.units_sent(1))
+        controller.fixture_started(
+            1, p.FixtureStarted(0, "setUpClass", "app.tests.Big")
+        )
+        error = ValueError("in setUpClass")
+        controller.fixture_outcome(
+            1,
+            p.FixtureOutcome(
+                0, "setUpClass (app.tests.Big)", p.Error((ValueError, error, None))
+            ),
+        )
+        controller.fixture_started(
+            1, p.FixtureStarted(0, "tearDownModule", "app.tests")
+        )
+        controller.worker_lost(1, EXITED)
+        self.assertEqual(controller.remaining[0], [])
+        controller.worker_ready(1, IDS)
+        controller.dispatch()
+        # Big is over; Small is next.
+        self.assertEqual(fakes.units_sent(1)[started:], [p.RunUnit(1, [3], None)])
+
     def test_death_in_tear_down_class_still_runs_the_modules_teardown(self) -> None:
         # Found by the differential test: tearDownModule never ran.
         controller, fakes, _report, _events, _ = make(workers=1)

@@ -201,3 +201,19 @@ class FindingsTests(SimpleTestCase):
             RunSpec(workers=2, fork=False),
         )
         assert_agrees(self, case)
+
+    def test_a_failed_set_up_class_then_a_crash_in_tear_down_module(self) -> None:
+        # The class's tests (never run) went to a new worker after the crash,
+        # which failed and died the same way, for ever: the run hung.
+        case = Case(
+            [
+                module(
+                    "m0",
+                    cls("C0", "TestCase", fixtures={"setUpClass": "error"}),
+                    tearDownModule="fault:exit",
+                ),
+                module("m1", cls("C1")),
+            ],
+            RunSpec(workers=2, fork=False),
+        )
+        assert_agrees(self, case)

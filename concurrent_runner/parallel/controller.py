@@ -327,6 +327,18 @@ class RunController:
         Reported once: a module's fixtures run in every unit that holds its
         classes (as under Django's --parallel), a class's in every chunk of
         it, where serially each runs once."""
+        state = self.slots[slot]
+        fixture = state.fixture
+        if (
+            state.unit is not None
+            and fixture is not None
+            and fixture.sets_up
+            and fixture.description == message.description
+        ):
+            # Its tests will not run here, as in unittest: a worker that
+            # dies later in this unit must not hand them to another, which
+            # would fail the same way and die the same way, for ever.
+            self._drop_covered_by(state.unit, fixture.target)
         if not self._reporting or self._seen_before(
             message.description, type(message.outcome)
         ):
