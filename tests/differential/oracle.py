@@ -56,6 +56,9 @@ def final_counts(final: str, minus: Counter) -> tuple[str, dict[str, int]]:
 
 
 FAILED = {"FAIL", "ERROR"}
+#: What stops a --failfast run: unittest's failfast also stops at an
+#: unexpected success.
+STOPS = FAILED | {"unexpected success"}
 
 
 @dataclass
@@ -158,7 +161,7 @@ def _output(theirs: running.Outcome, ours: running.Outcome, exact: bool) -> list
 
 def _failfast(full: running.Outcome, ours: running.Outcome) -> list[str]:
     problems = []
-    failed = any(status in FAILED for _, status in full.sequence)
+    failed = any(status in STOPS for _, status in full.sequence)
     expected_code = 1 if failed else 0
     if ours.returncode != expected_code:
         problems.append(
@@ -171,7 +174,7 @@ def _failfast(full: running.Outcome, ours: running.Outcome) -> list[str]:
         )
         return problems
     first = next(
-        (i for i, (_, status) in enumerate(ours.sequence) if status in FAILED), None
+        (i for i, (_, status) in enumerate(ours.sequence) if status in STOPS), None
     )
     if first is None:
         problems.append("--failfast: ours reported no failure")
