@@ -33,9 +33,7 @@ def _mostly(common: str, others: tuple[str, ...], weight: int = 4) -> Any:
     return st.sampled_from((common,) * weight + tuple(o for o in others if o != common))
 
 
-outputs = st.lists(st.sampled_from(OUTPUTS), max_size=2).map(
-    lambda kinds: kinds if kinds else []
-)
+outputs = st.lists(st.sampled_from(OUTPUTS), max_size=2)
 
 
 @st.composite
