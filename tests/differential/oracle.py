@@ -59,6 +59,7 @@ FAILED = {"FAIL", "ERROR"}
 #: What stops a --failfast run: unittest's failfast also stops at an
 #: unexpected success.
 STOPS = FAILED | {"unexpected success"}
+TEARDOWNS = (".tearDownClass", ".tearDownModule")
 
 
 @dataclass
@@ -173,11 +174,20 @@ def _failfast(full: running.Outcome, ours: running.Outcome) -> list[str]:
             once_per_module(full.statuses)[0], once_per_module(ours.statuses)[0]
         )
         return problems
+    # A class or module teardown runs when unittest has already moved on to
+    # the next test, which still runs after the teardown's error (serially
+    # too): the stop counts from the first other failure.
     first = next(
-        (i for i, (_, status) in enumerate(ours.sequence) if status in STOPS), None
+        (
+            i
+            for i, (test, status) in enumerate(ours.sequence)
+            if status in STOPS and not test.endswith(TEARDOWNS)
+        ),
+        None,
     )
     if first is None:
-        problems.append("--failfast: ours reported no failure")
+        if not any(status in STOPS for _, status in ours.sequence):
+            problems.append("--failfast: ours reported no failure")
     else:
         later = [t for t, s in ours.sequence[first + 1 :] if s in PASSED]
         if later:
