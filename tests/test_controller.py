@@ -258,7 +258,74 @@ class LostWorkerTests(unittest.TestCase):
         self.assertIn(("ended", 1, 0, "crashed"), events.seen)
         controller.worker_ready(1, IDS)
         controller.dispatch()
-        self.assertEqual(fakes.units_sent(1)[-1].indices, [2])
+        # The crashed test's class fixtures run again around the rest, not it.
+        self.assertEqual(fakes.units_sent(1)[-1].indices, [1, 2])
+        self.assertEqual(fakes.units_sent(1)[-1].fixtures_only, [1])
+
+    def test_a_failed_setupclass_then_a_death_does_not_retry_its_tests(self) -> None:
+        # Found by the differential test: setUpClass raised, tearDownModule
+        # killed the worker, and the class's tests (never run) went to a new
+        # worker, which did the same, for ever: the run hung.
+        controller, fakes, _report, *_ = make(workers=1)
+        controller.dispatch()
+        started = len(fakes.units_sent(1))
+        controller.fixture_started(
+            1, p.FixtureStarted(0, "setUpClass", "app.tests.Big")
+        )
+        error = ValueError("in setUpClass")
+        controller.fixture_outcome(
+            1,
+            p.FixtureOutcome(
+                0, "setUpClass (app.tests.Big)", p.Error((ValueError, error, None))
+            ),
+        )
+        controller.fixture_started(
+            1, p.FixtureStarted(0, "tearDownModule", "app.tests")
+        )
+        controller.worker_lost(1, EXITED)
+        self.assertEqual(controller.remaining[0], [])
+        controller.worker_ready(1, IDS)
+        controller.dispatch()
+        # Big is over; Small is next.
+        self.assertEqual(fakes.units_sent(1)[started:], [p.RunUnit(1, [3], None)])
+
+    def test_death_in_tear_down_class_still_runs_the_modules_teardown(self) -> None:
+        # Found by the differential test: tearDownModule never ran.
+        controller, fakes, _report, _events, _ = make(workers=1)
+        controller.dispatch()
+        for index in (0, 1, 2):
+            controller.test_started(1, index)
+            controller.test_done(1, passed(index))
+        controller.fixture_started(
+            1, p.FixtureStarted(0, "tearDownClass", "app.tests.Big")
+        )
+        controller.worker_lost(1, EXITED)
+        controller.worker_ready(1, IDS)
+        controller.dispatch()
+        unit = fakes.units_sent(1)[-1]
+        self.assertEqual(unit.unit, 0)
+        self.assertEqual((unit.indices, unit.module_fixtures_only), ([0], [0]))
+        self.assertEqual(unit.fixtures_only, [])
+
+    def test_death_in_the_units_last_test_still_runs_its_teardowns(self) -> None:
+        # Found by the differential test: tearDownClass and tearDownModule,
+        # which serially run after the test, never ran.
+        controller, fakes, report, _events, _ = make(workers=1)
+        controller.dispatch()
+        for index in (0, 1):
+            controller.test_started(1, index)
+            controller.test_done(1, passed(index))
+        controller.test_started(1, 2)
+        controller.worker_lost(1, EXITED)
+        self.assertEqual([index for index, _ in report.test_errors], [2])
+        self.assertFalse(controller.finished)
+        controller.worker_ready(1, IDS)
+        controller.dispatch()
+        unit = fakes.units_sent(1)[-1]
+        self.assertEqual((unit.indices, unit.fixtures_only), ([2], [2]))
+        controller.unit_done(1, unit.unit, {}, [])
+        controller.dispatch()  # Big is over: Small comes next
+        self.assertEqual(fakes.units_sent(1)[-1].indices, [3])
 
     def test_death_in_setupclass_drops_the_class_and_names_the_fixture(
         self,
@@ -278,7 +345,14 @@ class LostWorkerTests(unittest.TestCase):
         self.assertEqual(fakes.started[-1], (1, 1))
         controller.worker_ready(1, IDS)
         controller.dispatch()
-        self.assertEqual(fakes.units_sent(1)[-1], p.RunUnit(1, [3], None))
+        # The module's fixtures (its teardown is still due) run, then Small.
+        self.assertEqual(
+            fakes.units_sent(1)[-1],
+            p.RunUnit(0, [0], None, module_fixtures_only=[0]),
+        )
+        controller.unit_done(1, 0, {}, [])
+        controller.dispatch()
+        self.assertEqual(fakes.units_sent(1)[-1], p.RunUnit(1, [3], []))
 
     def test_death_in_a_teardown_after_the_last_test_fails_the_run(self) -> None:
         # Issue 19.1: tearDownClass or tearDownModule that kills the worker
@@ -301,6 +375,12 @@ class LostWorkerTests(unittest.TestCase):
                 self.assertTrue(
                     str(error).startswith(f"The worker running {description}")
                 )
+                if fixture.method == "tearDownClass":
+                    # Its module's teardown is still due: a worker runs it.
+                    self.assertNotIn(("finished", 0), events.seen)
+                    controller.worker_ready(1, IDS)
+                    controller.dispatch()
+                    controller.unit_done(1, 0, {}, [])
                 self.assertIn(("finished", 0), events.seen)
 
     def test_death_between_tests_is_an_error_of_the_unit(self) -> None:

@@ -151,6 +151,19 @@ class ForkServerTests(ForkServerCase):
         with self.assertRaises(ForkServerGone):
             self.fork()
 
+    def test_a_parent_gone_before_the_answer_ends_the_server_quietly(self) -> None:
+        # The run ended while a replacement worker was being forked (found
+        # by the differential test: a BrokenPipeError's traceback printed
+        # after the summary). The server ends its worker and exits 0.
+        self.ask(1)
+        self.server.control.close()
+        deadline = time.monotonic() + BOUND
+        while (waited := os.waitpid(self.server.pid, os.WNOHANG))[0] == 0:
+            self.assertLess(time.monotonic(), deadline, "the server did not end")
+            time.sleep(0.01)
+        self.server._reaped = True
+        self.assertEqual(os.waitstatus_to_exitcode(waited[1]), 0)
+
     def test_a_dead_server_means_fresh_interpreters(self) -> None:
         os.kill(self.server.pid, signal.SIGKILL)
         self.assertTrue(self.server.control.poll(BOUND))  # its end closed

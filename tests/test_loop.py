@@ -81,6 +81,8 @@ class ThreadWorker:
 
     def _run(self, conn: Connection, message: p.RunUnit) -> bool:
         for index in message.indices:
+            if index in message.fixtures_only + message.module_fixtures_only:
+                continue  # as a worker does: its fixtures only, nothing to say
             conn.send(p.TestStarted(message.unit, index))
             what = self._script.get(self._ids[index])
             if what == "die":

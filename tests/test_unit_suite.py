@@ -29,13 +29,19 @@ def test_class(module: str, name: str, calls: list[str]) -> type:
 
 
 class RecordingDatabases(FlushedDatabases):
-    def __init__(self, flushed: list[str]) -> None:
-        super().__init__(flushed)
+    def __init__(self, flushed: list[str], unknown: list[str] | None = None) -> None:
+        super().__init__(flushed, unknown or [])
         self.restored: list[set[str]] = []
+        self.emptied: list[set[str]] = []
 
     def restore(self, aliases: set[str]) -> None:
         self.restored.append(set(aliases))
         self.aliases -= aliases
+        self.unknown -= aliases
+
+    def empty(self, aliases: set[str]) -> None:
+        self.emptied.append(set(aliases))
+        self.unknown -= aliases
 
 
 class AnnouncementTests(unittest.TestCase):
@@ -116,8 +122,37 @@ class FlushedDatabasesTests(SimpleTestCase):
         self.assertEqual(databases.restored[-1], {"default"})
         self.assertEqual(databases.aliases, set())
 
+    def test_after_a_crash_a_transactiontestcase_starts_on_empty_tables(self) -> None:
+        # Found by the differential test: a TransactionTestCase's worker
+        # died in a test; the next one on that slot found its rows.
+        _case, flushing, _simple = self.classes()
+        databases = RecordingDatabases([], unknown=["default"])
+        databases.class_starts(flushing)
+        self.assertEqual(databases.emptied, [{"default"}])
+        databases.class_starts(flushing)
+        self.assertEqual(databases.emptied, [{"default"}, set()])
+
+    def test_after_a_crash_a_testcase_gets_the_migrations_contents(self) -> None:
+        case, flushing, _simple = self.classes()
+        databases = RecordingDatabases([], unknown=["default"])
+        databases.class_starts(case)
+        self.assertEqual(databases.restored, [{"default"}])
+        databases.class_starts(flushing)
+        self.assertEqual(databases.emptied, [set()])
+
     def test_what_the_parent_says_was_flushed_counts(self) -> None:
         case, _flushing, _simple = self.classes()
         databases = RecordingDatabases(["default"])
         databases.class_starts(case)
         self.assertEqual(databases.restored, [{"default"}])
+
+
+class EmptyingTests(TransactionTestCase):
+    def test_a_flush_empties_what_a_crash_left(self) -> None:
+        from django.contrib.auth.models import Group
+
+        Group.objects.create(name="left by a crash")
+        databases = FlushedDatabases([], unknown=["default"])
+        databases.empty({"default"})
+        self.assertFalse(Group.objects.exists())
+        self.assertEqual(databases.unknown, set())

@@ -84,6 +84,8 @@ def build_suite() -> list[unittest.TestCase]:
         for i in range(4):
             with self.subTest("checking", i=i):
                 self.assertLess(i, 2)
+        with self.subTest(kind="skip"):
+            self.skipTest("in a subtest")
         with self.subTest(kind="error"):
             raise KeyError("in a subtest")
 
@@ -263,6 +265,7 @@ class ReplayMatchesDirectRunTests(unittest.TestCase):
             s["skipped"],
             [
                 (label("Outcomes.test_skip"), "not today"),
+                (label("Outcomes.test_subtests") + " (kind='skip')", "in a subtest"),
                 (f"setUpClass ({label('SkippedSetup')})", "whole class skipped"),
             ],
         )
@@ -348,9 +351,10 @@ class ReplayMatchesDirectRunTests(unittest.TestCase):
 
     def test_outcome_kinds(self) -> None:
         kinds = {
-            self.tests[m.record.index].id().rsplit(".", 1)[1]: [
+            # Sorted: Python 3.10 reports a test's skipped subtests first.
+            self.tests[m.record.index].id().rsplit(".", 1)[1]: sorted(
                 type(o).__name__ for o in m.record.outcomes
-            ]
+            )
             for m in self.conn.of(p.TestDone)
         }
         self.assertEqual(
@@ -362,7 +366,7 @@ class ReplayMatchesDirectRunTests(unittest.TestCase):
                 "test_skip": ["Skip"],
                 "test_known_bug": ["ExpectedFailure"],
                 "test_fixed_bug": ["UnexpectedSuccess"],
-                "test_subtests": ["SubTestResult"] * 3,
+                "test_subtests": ["Skip"] + ["SubTestResult"] * 3,
                 "test_print_and_fail": ["Failure"],
                 "test_print_and_pass": ["Success"],
                 "test_after": ["Success"],
@@ -376,8 +380,21 @@ class ReplayMatchesDirectRunTests(unittest.TestCase):
             if self.tests[m.record.index].id().endswith("test_subtests")
         ]
         self.assertEqual(
-            [(o.message, o.params) for o in record.outcomes],
+            [
+                (o.message, o.params)
+                for o in record.outcomes
+                if isinstance(o, p.SubTestResult)
+            ],
             [("checking", {"i": 2}), ("checking", {"i": 3}), (None, {"kind": "error"})],
+        )
+        # A subtest's skip names the subtest (found by the differential test:
+        # it was replayed as the whole test's skip).
+        [skip] = [o for o in record.outcomes if isinstance(o, p.Skip)]
+        self.assertEqual(skip.reason, "in a subtest")
+        self.assertIsNotNone(skip.subtest)
+        assert skip.subtest is not None
+        self.assertEqual(
+            (skip.subtest.message, skip.subtest.params), (None, {"kind": "skip"})
         )
 
     def test_durations_are_recorded(self) -> None:

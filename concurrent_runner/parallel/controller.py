@@ -188,6 +188,14 @@ class RunController:
         self.interrupted: str | None = None  # the signal's name
         self._losses: dict[int, int] = {}  # unit -> losses without progress
         self._fixtures_reported: set[tuple[str, type]] = set()
+        #: unit -> a test whose worker died in it: the unit's next worker
+        #: runs its class's and module's fixtures (not it), so that the
+        #: teardowns that would have followed it run.
+        self._crashed_in: dict[int, int] = {}
+        #: unit -> a test of a class whose worker died in a class fixture:
+        #: the unit's next worker runs its module's fixtures, so that the
+        #: module's teardown, due after the class, runs.
+        self._crashed_in_class_fixture: dict[int, int] = {}
 
     # -- the run as a whole ------------------------------------------------
 
@@ -327,6 +335,18 @@ class RunController:
         Reported once: a module's fixtures run in every unit that holds its
         classes (as under Django's --parallel), a class's in every chunk of
         it, where serially each runs once."""
+        state = self.slots[slot]
+        fixture = state.fixture
+        if (
+            state.unit is not None
+            and fixture is not None
+            and fixture.sets_up
+            and fixture.description == message.description
+        ):
+            # Its tests will not run here, as in unittest: a worker that
+            # dies later in this unit must not hand them to another, which
+            # would fail the same way and die the same way, for ever.
+            self._drop_covered_by(state.unit, fixture.target)
         if not self._reporting or self._seen_before(
             message.description, type(message.outcome)
         ):
@@ -484,6 +504,12 @@ class RunController:
                 self._test_error(
                     slot, index, WorkerCrashed(self._why_missing(state, index))
                 )
+        crashed = self._crashed_in.pop(unit, None)
+        if crashed is not None and crashed in state.index_map:
+            present.insert(0, crashed)
+        in_module = self._crashed_in_class_fixture.pop(unit, None)
+        if in_module is not None and in_module in state.index_map:
+            present.insert(0, in_module)
         if not present:
             self._finish(unit)
             return
@@ -499,6 +525,10 @@ class RunController:
                 unit,
                 [state.index_map[i] for i in present],
                 flushed=None if state.flushed is None else list(state.flushed),
+                fixtures_only=[] if crashed is None else [state.index_map[crashed]],
+                module_fixtures_only=(
+                    [] if in_module is None else [state.index_map[in_module]]
+                ),
             ),
         )
 
@@ -574,6 +604,7 @@ class RunController:
         if state.in_flight is not None:
             index = state.in_flight
             self._account(slot, index)
+            self._crashed_in[unit] = index
             self._test_error(
                 slot,
                 index,
@@ -592,6 +623,17 @@ class RunController:
             )
             if fixture.sets_up:
                 self._drop_covered_by(unit, fixture.target)
+            if fixture.method in ("setUpClass", "tearDownClass"):
+                member = next(
+                    (
+                        i
+                        for i in self.units[unit].indices
+                        if self.tests[i].class_label == fixture.target
+                    ),
+                    None,
+                )
+                if member is not None:
+                    self._crashed_in_class_fixture[unit] = member
         else:
             # Between tests, in the worker's own code: still never a pass.
             self._fixture_error(
@@ -614,10 +656,15 @@ class RunController:
                 ),
             )
             remaining.clear()
-        if remaining and self._reporting:
+        fixtures_due = (
+            unit in self._crashed_in or unit in self._crashed_in_class_fixture
+        )
+        if (remaining or fixtures_due) and self._reporting:
             self.dispatcher.requeue(unit, slot - 1)
         else:
             remaining.clear()
+            self._crashed_in.pop(unit, None)
+            self._crashed_in_class_fixture.pop(unit, None)
             self._finish(unit)
 
     def _drop_covered_by(self, unit: int, target: str) -> None:

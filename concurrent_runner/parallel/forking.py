@@ -363,10 +363,11 @@ def _serve_forks(
             try:
                 pid = os.fork()
             except OSError as exc:
+                os.close(fd)
                 # The answer before the channel closes: the parent must not
                 # take the closed channel for a worker that died.
-                control.send(ForkFailed(str(exc)))
-                os.close(fd)
+                if not _answer(control, ForkFailed(str(exc))):
+                    return
                 continue
             if pid == 0:
                 code = 1
@@ -385,10 +386,21 @@ def _serve_forks(
                     os._exit(code)
             os.close(fd)
             children[pid] = PidChild(pid)
-            control.send(Forked(pid))
+            if not _answer(control, Forked(pid)):
+                return
     finally:
         # Those left get SIGTERM, then SIGKILL, and are reaped.
         end_processes(children.values())
+
+
+def _answer(control: Connection, message: Forked | ForkFailed) -> bool:
+    """Send an answer; False if the parent is gone (the run ended while a
+    worker was being forked: the worker is ended, not an error)."""
+    try:
+        control.send(message)
+    except OSError:
+        return False
+    return True
 
 
 def _reap(children: dict[int, PidChild], control: Connection) -> None:

@@ -125,6 +125,8 @@ class Error:
 @dataclass
 class Skip:
     reason: str
+    #: The subtest that was skipped (its ``err`` None), else the test.
+    subtest: SubTestResult | None = None
 
 
 @dataclass
@@ -216,6 +218,13 @@ class RunUnit:
     #: the migrations' contents were last there (None: not known, as after
     #: a crash); a TestCase on one of them gets those contents back first.
     flushed: list[str] | None = field(default_factory=list)
+    #: Indices (among ``indices``) of tests not to run: only their class's
+    #: and module's fixtures run around them. A crashed test's, so that the
+    #: teardowns that would have followed it run, as serially.
+    fixtures_only: list[int] = field(default_factory=list)
+    #: As ``fixtures_only``, but only their module's fixtures run: after a
+    #: worker died in a class fixture, its module's teardown is still due.
+    module_fixtures_only: list[int] = field(default_factory=list)
 
 
 @dataclass

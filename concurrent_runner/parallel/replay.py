@@ -73,6 +73,8 @@ def _add(target: Any, test: Any, outcome: p.Outcome) -> None:
             target.addFailure(test, err)
         case p.Error(err=err):
             target.addError(test, err)
+        case p.Skip(reason=reason, subtest=p.SubTestResult() as subtest):
+            target.addSkip(_subtest(test, subtest), reason)
         case p.Skip(reason=reason):
             target.addSkip(test, reason)
         case p.ExpectedFailure(err=err):

@@ -33,10 +33,15 @@ def class_label(cls: type) -> str:
 
 class FlushedDatabases:
     """Which of this slot's databases a ``TransactionTestCase`` has flushed
-    since the migrations' contents were last there."""
+    since the migrations' contents were last there, and which a worker
+    that died left in a state nobody knows (``unknown``: rows a crashed
+    ``TransactionTestCase`` committed and never flushed)."""
 
-    def __init__(self, flushed: Iterable[str] = ()) -> None:
-        self.aliases: set[str] = set(flushed)
+    def __init__(
+        self, flushed: Iterable[str] = (), unknown: Iterable[str] = ()
+    ) -> None:
+        self.aliases: set[str] = set(flushed) | set(unknown)
+        self.unknown: set[str] = set(unknown)
 
     def class_starts(self, cls: type) -> None:
         if not isinstance(cls, type) or not issubclass(cls, TransactionTestCase):
@@ -45,8 +50,27 @@ class FlushedDatabases:
         if issubclass(cls, TestCase):
             self.restore(aliases & self.aliases)
         else:
+            # Serially, the crashed test's own flush would have emptied
+            # them: the next TransactionTestCase must not find its rows.
+            self.empty(aliases & self.unknown)
             # Pessimistic: its flush comes after its first test.
             self.aliases |= aliases
+
+    def empty(self, aliases: set[str]) -> None:
+        """Flush ``aliases`` as a ``TransactionTestCase`` does after a test."""
+        from django.core.management import call_command
+
+        for alias in sorted(aliases):
+            call_command(
+                "flush",
+                verbosity=0,
+                interactive=False,
+                database=alias,
+                reset_sequences=False,
+                allow_cascade=False,
+                inhibit_post_migrate=False,
+            )
+            self.unknown.discard(alias)
 
     def restore(self, aliases: set[str]) -> None:
         """Empty ``aliases`` and load what the migrations left in them."""
@@ -69,6 +93,7 @@ class FlushedDatabases:
             )
             connection.creation.deserialize_db_from_string(contents)
             self.aliases.discard(alias)
+            self.unknown.discard(alias)
 
 
 class UnitSuite(unittest.TestSuite):

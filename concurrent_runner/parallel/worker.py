@@ -13,6 +13,7 @@ imports nothing from the parent side.
 from __future__ import annotations
 
 import contextlib
+import copy
 import faulthandler
 import io
 import json
@@ -249,6 +250,15 @@ class WorkerResult(unittest.TestResult):
 
     def addSkip(self, test: Any, reason: str) -> None:
         super().addSkip(test, reason)
+        if isinstance(test, unittest.case._SubTest):  # type: ignore[attr-defined]
+            # Skipped inside ``with self.subTest(...)``: the subtest is named.
+            subtest = p.SubTestResult(
+                p.portable(_subtest_message(test)),
+                {k: p.portable(v) for k, v in test.params.items()},
+                None,
+            )
+            self._outcome(test.test_case, p.Skip(reason, subtest))
+            return
         self._outcome(test, p.Skip(reason))
 
     def addExpectedFailure(self, test: Any, err: Any) -> None:
@@ -379,11 +389,14 @@ def run_unit(
         conn, message.unit, tests, index, buffer=buffer, capture=capture
     )
     result.failfast = failfast
+    # None: a worker died on this slot; its databases are in a state
+    # nobody knows.
     flushed = FlushedDatabases(
-        list(connections) if message.flushed is None else message.flushed
+        message.flushed or [],
+        unknown=list(connections) if message.flushed is None else [],
     )
     suite = UnitSuite(
-        [tests[i] for i in message.indices],
+        [_stand_in(tests[i], i, message) for i in message.indices],
         announce=lambda method, target: conn.send(
             p.FixtureStarted(message.unit, method, target)
         ),
@@ -427,6 +440,27 @@ def run_unit(
         )
     )
     return not result.shouldStop
+
+
+def _stand_in(test: Any, index: int, message: p.RunUnit) -> Any:
+    """``test``, or a copy that does not run where ``message`` says so:
+    unittest still runs the fixtures around it (its class's and module's,
+    or only its module's) and reports nothing of its own."""
+    if index in message.module_fixtures_only:
+        # A class of the test's module with no fixtures of its own; skipped,
+        # so that unittest (and UnitSuite) leave its class fixtures alone.
+        cls = type(
+            "ModuleFixturesOnly",
+            (unittest.TestCase,),
+            {"__module__": type(test).__module__, "__unittest_skip__": True},
+        )
+        stand_in = cls("run")
+    elif index in message.fixtures_only:
+        stand_in = copy.copy(test)
+    else:
+        return test
+    stand_in.run = lambda result=None: None
+    return stand_in
 
 
 def import_errors(tests: Sequence[Any]) -> dict[str, str]:
