@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from .e2e import manage, run
 
@@ -56,6 +56,7 @@ def stdio(*args: str, env: dict[str, str] | None = None):
     return manage("stdio", "-v", "2", *args, env=env)
 
 
+@tag("any_database")
 class ParityTests(SimpleTestCase):
     """The same suite, four ways, with the interpreter's default stdout."""
 
@@ -113,6 +114,7 @@ class ParityTests(SimpleTestCase):
                 )
 
 
+@tag("any_database")
 class StrictStdoutTests(SimpleTestCase):
     """PYTHONIOENCODING=utf-8:strict: printing a lone surrogate is that
     test's error, and only that test's, in every mode."""
@@ -137,6 +139,7 @@ class StrictStdoutTests(SimpleTestCase):
                 self.assertEqual(shown(result.output), shown(serial.output))
 
 
+@tag("any_database")
 class BufferTests(SimpleTestCase):
     """--buffer: sys.stdout is unittest's buffer during a test, as serially
     (no .buffer, no fileno()); a failure's report shows what it printed;
@@ -157,6 +160,7 @@ class BufferTests(SimpleTestCase):
                 self.assertIn("Stdout:\n<<printed by a failing test>>", report)
 
 
+@tag("any_database")
 class ClosedStdoutTests(SimpleTestCase):
     def test_a_test_that_closes_stdout_does_not_end_its_worker(self):
         serial = manage("stdio.closing", "-v", "2")
@@ -173,6 +177,7 @@ class ClosedStdoutTests(SimpleTestCase):
                 self.assertEqual(result.summary, "OK")
 
 
+@tag("any_database")
 class BrokenStdoutTests(SimpleTestCase):
     """Our stdout becomes a pipe nobody reads (``| head``, once head has
     read its lines): the tests' output is lost, said once, and the run

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from django.db import connection
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from concurrent_runner.reports.skips import SKIPS_UNSTARTED
 
@@ -26,6 +26,7 @@ from .e2e import (
 PARALLEL = ("--parallel-groups", "2")
 
 
+@tag("any_database")
 class ReplayTests(SimpleTestCase):
     """Every kind of outcome comes back from workers as it does serially."""
 
@@ -137,6 +138,7 @@ class InProcessTests(SimpleTestCase):
         self.assertNotIn("worker processes", result.output)
 
 
+@tag("any_database")
 class InvocationTests(SimpleTestCase):
     """The three ways a Django project starts its tests."""
 
@@ -202,6 +204,7 @@ class FreshInterpreterInvocationTests(InvocationTests):
     env = {"EXPECT_WORKERS": "2", "E2E_FORK_WORKERS": "0"}
 
 
+@tag("any_database")
 class BadGroupTests(SimpleTestCase):
     def assert_rejected(self, label, *fragments):
         for args in ((), PARALLEL):
@@ -244,6 +247,7 @@ class BadGroupTests(SimpleTestCase):
 # so that our own parallel run can spread them over its workers.
 
 
+@tag("any_database")
 class SelectionFlagTests(SimpleTestCase):
     """Flags that choose which tests run, and in what order."""
 
@@ -296,6 +300,7 @@ class SelectionFlagTests(SimpleTestCase):
         self.assertEqual(first.statuses(), second.statuses())
 
 
+@tag("any_database")
 class ReportingFlagTests(SimpleTestCase):
     """Flags that change what the run prints."""
 
@@ -349,6 +354,7 @@ class ReportingFlagTests(SimpleTestCase):
             self.assertLess(float(planned.group(1)), 1.0)
 
 
+@tag("any_database")
 class FailedTests(SimpleTestCase):
     def test_failed_runs_what_failed_last_time(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -379,6 +385,7 @@ class FailedTests(SimpleTestCase):
             )
 
 
+@tag("any_database")
 class ReproduceTests(SimpleTestCase):
     def test_a_failure_only_in_parallel_comes_with_its_workers_sequence(self):
         serial = manage("orderdep", "-v", "2")
@@ -443,6 +450,7 @@ class ReproduceTests(SimpleTestCase):
             )
 
 
+@tag("any_database")
 class RefusedFlagTests(SimpleTestCase):
     """Flags that cannot go with --parallel-groups, and a bad value of it."""
 
@@ -539,6 +547,7 @@ class DatabasePerSlotTests(SimpleTestCase):
         self.assertRegex(names[2], r"_2(\.sqlite3)?$")
 
 
+@tag("any_database")
 class ShardAndListTests(SimpleTestCase):
     def test_shards_cover_the_suite_exactly_once(self):
         # All shards must read the same durations (here: none), as CI shards
@@ -582,6 +591,7 @@ class ShardAndListTests(SimpleTestCase):
         self.assertIn("the shard K/N needs 1 <= K <= N", result.output)
 
 
+@tag("any_database")
 class ReportTests(SimpleTestCase):
     def junit(self, *args):
         import xml.etree.ElementTree as ET
@@ -692,6 +702,7 @@ class ReportTests(SimpleTestCase):
         )
 
 
+@tag("any_database")
 class InProcessOutputTests(SimpleTestCase):
     def test_verbose_in_process_output_is_discover_runners_line_for_line(self):
         # Suites that do not depend on the one documented difference (an
@@ -775,6 +786,7 @@ class TuningTests(SimpleTestCase):
             )
 
 
+@tag("any_database")
 class StandInSqliteTests(SimpleTestCase):
     def test_the_connection_outlives_each_test_as_in_memory(self):
         if connection.vendor != "sqlite":
@@ -802,6 +814,7 @@ class StandInSqliteTests(SimpleTestCase):
         self.assertEqual(result.ran, 4)
 
 
+@tag("any_database")
 class OutputOrderTests(SimpleTestCase):
     def test_printed_output_stays_next_to_its_test_in_a_log(self):
         # stdout and stderr go to one file here, and stdout is block-buffered,
@@ -825,6 +838,7 @@ class OutputOrderTests(SimpleTestCase):
         )
 
 
+@tag("any_database")
 class ExitTests(SimpleTestCase):
     """The test process skips the collector's last passes at exit; what
     Python promises at exit still happens."""
@@ -859,6 +873,7 @@ class ExitTests(SimpleTestCase):
         self.assertIn("a plain object was freed at exit", lines)
 
 
+@tag("any_database")
 class LongClassTests(SimpleTestCase):
     def test_a_very_long_class_runs_whole_beside_the_short_ones(self):
         # Real suites often have one class far longer than the rest.

@@ -8,7 +8,7 @@ migrations left, as it would serially.
 
 from __future__ import annotations
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from .e2e import manage
 
@@ -20,6 +20,7 @@ HOW = {
 }
 
 
+@tag("any_database")
 class FixtureDeathTests(SimpleTestCase):
     def run_breaking(self, where: str, fault: str, *args: str, **env: str):
         return manage(
