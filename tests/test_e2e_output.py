@@ -19,7 +19,7 @@ from pathlib import Path
 
 from django.test import SimpleTestCase, tag
 
-from .e2e import manage, run
+from .e2e import described, manage, run, test_id
 
 OURS = ("--parallel-groups", "2")
 DJANGOS = ("--testrunner", "django.test.runner.DiscoverRunner", "--parallel", "2")
@@ -42,7 +42,8 @@ def statuses(output: str) -> dict[str, str]:
             # What the test printed (each of its lines starts with "<<").
             line = MARKED.sub("", line)
             if line:
-                found[match["id"]] = line if STATUS.fullmatch(line) else f"?{line}"
+                status = line if STATUS.fullmatch(line) else f"?{line}"
+                found[test_id(match["name"], match["id"])] = status
                 break
     return found
 
@@ -94,12 +95,12 @@ class ParityTests(SimpleTestCase):
             with self.subTest(name):
                 out = self.runs[name].output
                 self.assertIn(
-                    "test_os_write (stdio.tests.Streams.test_os_write) ... "
+                    f"{described('stdio.tests.Streams.test_os_write')} ... "
                     "<<os.write(1)>>\n<<os.write(2)>>\nok\n",
                     out,
                 )
                 self.assertIn(
-                    "test_logging (stdio.tests.Streams.test_logging) ... "
+                    f"{described('stdio.tests.Streams.test_logging')} ... "
                     "<<logged by a handler made at import>>\nok\n",
                     out,
                 )

@@ -17,6 +17,7 @@ from concurrent_runner.reports.skips import SKIPS_UNSTARTED
 from .e2e import (
     E2E_PROJECT,
     OUTCOMES_RAN,
+    described,
     e2e_databases,
     manage,
     run,
@@ -88,13 +89,14 @@ class ReplayTests(SimpleTestCase):
         out = self.parallel.output
         self.assertEqual(out.count("printed by test_prints"), 1)
         self.assertRegex(
-            out, r"test_prints \(outcomes\.tests\.Passing\.test_prints\) \.\.\. "
-            r"printed by test_prints\nok"
-        )  # fmt: skip
+            out,
+            re.escape(described("outcomes.tests.Passing.test_prints"))
+            + r" \.\.\. printed by test_prints\nok",
+        )
         self.assertRegex(
             out,
-            r"test_fails \(outcomes\.tests\.Failing\.test_fails\) \.\.\. "
-            r"output of the failing test\nstderr of the failing test\nFAIL",
+            re.escape(described("outcomes.tests.Failing.test_fails"))
+            + r" \.\.\. output of the failing test\nstderr of the failing test\nFAIL",
         )
 
     def test_buffer_discards_passing_output_and_keeps_failing(self):
@@ -740,7 +742,7 @@ class InProcessOutputTests(SimpleTestCase):
             bare = "skipped 'not today'"
             self.assertIn(bare, django_lines)
             django_lines[django_lines.index(bare)] = (
-                f"test_skipped (outcomes.tests.Mixed.test_skipped) ... {bare}"
+                f"{described('outcomes.tests.Mixed.test_skipped')} ... {bare}"
             )
         self.assertEqual(ours_lines, django_lines)
 
@@ -823,11 +825,9 @@ class OutputOrderTests(SimpleTestCase):
         self.assertEqual(result.returncode, 0, result.output)
         for cls in ("ChattyA", "ChattyB", "ChattyC"):
             for method in ("test_one", "test_two"):
-                test_id = re.escape(f"chatty.tests.{cls}.{method}")
-                self.assertRegex(
-                    result.output,
-                    rf"{method} \({test_id}\) \.\.\. <<{test_id}>>x{{5000}}\nok\n",
-                )
+                test_id = f"chatty.tests.{cls}.{method}"
+                line = re.escape(f"{described(test_id)} ... <<{test_id}>>")
+                self.assertRegex(result.output, rf"{line}x{{5000}}\nok\n")
 
     def test_the_check_report_comes_before_the_clones_in_a_log(self):
         result = manage("multidb", *PARALLEL, env={"PYTHONUNBUFFERED": ""})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.test import SimpleTestCase, tag
 
-from .e2e import manage
+from .e2e import fixture_error_line, manage
 
 PARALLEL = ("--parallel-groups", "2")
 HOW = {
@@ -49,7 +49,8 @@ class FixtureDeathTests(SimpleTestCase):
                     self.assertEqual(
                         statuses["teardowns.test_others.Fine.test_fine"], "ok"
                     )
-                    self.assertIn(f"{where} ({target}) ... ERROR", out)
+                    line = fixture_error_line(f"{where} ({target})")
+                    self.assertIn(f"\n{line}\n", out)
                     self.assertIn(f"ERROR: {where} ({target})", out)
                     self.assertIn(f"The worker running {where} ({target}) {how}", out)
                     self.assertEqual(result.summary, "FAILED (errors=1)")
