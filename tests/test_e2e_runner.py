@@ -25,6 +25,10 @@ from .e2e import (
 )
 
 PARALLEL = ("--parallel-groups", "2")
+#: The "stopping" suite's tests.
+STOPPING_RAN = 22
+#: Django's --durations exists on Python 3.12+.
+DJANGO_DURATIONS = sys.version_info >= (3, 12)
 
 
 @tag("any_database")
@@ -272,8 +276,7 @@ class SelectionFlagTests(SimpleTestCase):
         self.assertFalse(any("AllDatabases" in t for t in excluded.statuses()))
 
     def test_failfast_stops_every_worker(self):
-        full = manage("stopping", *PARALLEL)
-        self.assertEqual(full.ran, 22, full.output)
+        # Of the suite's STOPPING_RAN tests (ReportingFlagTests runs them all).
         stopped = manage("stopping", "--failfast", *PARALLEL)
         self.assertEqual(stopped.returncode, 1, stopped.output)
         self.assertIn("first failure", stopped.output)
@@ -306,18 +309,33 @@ class SelectionFlagTests(SimpleTestCase):
 class ReportingFlagTests(SimpleTestCase):
     """Flags that change what the run prints."""
 
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # One run of the whole "stopping" suite serves --timing, --durations
+        # and the durations file.
+        tmp = tempfile.TemporaryDirectory()
+        cls.addClassCleanup(tmp.cleanup)
+        cls.durations_file = Path(tmp.name) / "durations.json"
+        durations = ("--durations", "3") if DJANGO_DURATIONS else ()
+        cls.stopping = manage(
+            "stopping", "--timing", *durations, *PARALLEL,
+            env={"DURATIONS_FILE": str(cls.durations_file)},
+        )  # fmt: skip
+
+    def test_the_whole_suite_ran(self):
+        self.assertEqual(self.stopping.returncode, 1, self.stopping.output)
+        self.assertEqual(self.stopping.ran, STOPPING_RAN, self.stopping.output)
+
     def test_timing(self):
-        result = manage("multidb", "--timing", *PARALLEL)
-        self.assertEqual(result.returncode, 0, result.output)
-        self.assertIn("Total database setup took", result.output)
-        self.assertIn("Total run took", result.output)
+        self.assertIn("Total database setup took", self.stopping.output)
+        self.assertIn("Total run took", self.stopping.output)
 
     def test_durations(self):
-        if sys.version_info < (3, 12):
+        if not DJANGO_DURATIONS:
             self.skipTest("Django offers --durations on Python 3.12+ only")
-        result = manage("stopping", "--durations", "3", *PARALLEL)
-        self.assertIn("Slowest test durations", result.output)
-        self.assertIn("stopping.tests.Slow", result.output)
+        self.assertIn("Slowest test durations", self.stopping.output)
+        self.assertIn("stopping.tests.Slow", self.stopping.output)
 
     def test_debug_sql_shows_the_workers_queries(self):
         result = manage("outcomes.tests.Failing", "outcomes.tests.Passing",
@@ -336,24 +354,23 @@ class ReportingFlagTests(SimpleTestCase):
         self.assertIn("... ok", loud.output)
 
     def test_durations_file_is_written_and_read(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "durations.json"
-            env = {"DURATIONS_FILE": str(path)}
-            manage("stopping", *PARALLEL, env=env)
-            data = json.loads(path.read_text())
-            self.assertEqual(data["version"], 1)
-            self.assertGreater(data["classes"]["stopping.tests.SlowOne"], 1.0)
-            self.assertLess(data["classes"]["stopping.tests.AFailsFirst"], 1.0)
-            # Recorded times now outrank the test counts: AFailsFirst (4 tests,
-            # fast) is planned at its recorded time, not as 4 tests.
-            second = manage("stopping", "-v", "2", *PARALLEL, env=env)
-            planned = re.search(
-                r"^  worker \d: stopping.tests.AFailsFirst \(estimate ([\d.]+)\)$",
-                second.output,
-                re.M,
-            )
-            self.assertIsNotNone(planned, second.output)
-            self.assertLess(float(planned.group(1)), 1.0)
+        path = self.durations_file
+        data = json.loads(path.read_text())
+        self.assertEqual(data["version"], 1)
+        self.assertGreater(data["classes"]["stopping.tests.SlowOne"], 1.0)
+        self.assertLess(data["classes"]["stopping.tests.AFailsFirst"], 1.0)
+        # Recorded times now outrank the test counts: AFailsFirst (4 tests,
+        # fast) is planned at its recorded time, not as 4 tests.
+        second = manage(
+            "stopping", "-v", "2", *PARALLEL, env={"DURATIONS_FILE": str(path)}
+        )
+        planned = re.search(
+            r"^  worker \d: stopping.tests.AFailsFirst \(estimate ([\d.]+)\)$",
+            second.output,
+            re.M,
+        )
+        self.assertIsNotNone(planned, second.output)
+        self.assertLess(float(planned.group(1)), 1.0)
 
 
 @tag("any_database")
