@@ -197,7 +197,9 @@ class Started:
     def output(self) -> str:
         return self.output_path.read_text(errors="replace")
 
-    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+    def wait_for(self, text: str, timeout: float = TIMEOUT) -> None:
+        # As long as a whole run may take: on a machine as busy as CI's with
+        # three suites side by side, reaching a point took more than 60 s.
         deadline = time.monotonic() + timeout
         while text not in self.output():
             if self.process.poll() is not None or time.monotonic() > deadline:
