@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 import unittest
 from unittest import mock
@@ -27,6 +28,9 @@ from concurrent_runner import (
 from concurrent_runner.calls.concurrent import RemoteTraceback
 
 from . import call_funcs
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup  # the package's own dependency
 
 
 def process_exists(pid: int) -> bool:
@@ -153,7 +157,7 @@ class ErrorTests(ConcurrentTestMixin, TransactionTestCase):
         )
         with self.assertRaisesRegex(ValueError, "one"):
             results.raise_errors("first")
-        with self.assertRaises(ExceptionGroup) as caught:  # noqa: F821
+        with self.assertRaises(ExceptionGroup) as caught:
             results.raise_errors("all")
         self.assertEqual([str(e) for e in caught.exception.exceptions], ["one", "two"])
         with self.assertRaisesRegex(ValueError, "one"):

@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from .ci_emulation import (
     GitHubPipeline,
@@ -100,6 +100,7 @@ class RecipeCase(SimpleTestCase):
                 )
 
 
+@tag("any_database")
 class GitHubActionsTests(RecipeCase):
     recipe = "github-actions.yml"
 
@@ -151,6 +152,7 @@ class GitHubActionsTests(RecipeCase):
         self.assertIn("nothing to merge", str(caught.exception))
 
 
+@tag("any_database")
 class GitLabCITests(RecipeCase):
     recipe = "gitlab-ci.yml"
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from .e2e import E2E_PROJECT, start
 
@@ -127,6 +127,7 @@ class CoverageCase(SimpleTestCase):
         return {int(line.split()[2]) != parent for line in lines}
 
 
+@tag("any_database")
 class NoConfigurationTests(CoverageCase):
     """``coverage run`` with nothing configured: one data file, every line."""
 
@@ -178,6 +179,7 @@ class NoConfigurationTests(CoverageCase):
         self.assert_all_counted()
 
 
+@tag("any_database")
 class UserConfigurationTests(CoverageCase):
     """The user's own settings apply in every process, as they would
     serially."""

@@ -18,6 +18,7 @@ from django.test import SimpleTestCase
 from .e2e import (
     OUTCOMES_RAN,
     RAN,
+    TIMEOUT,
     db_suffix,
     e2e_databases,
     manage,
@@ -29,7 +30,7 @@ from .e2e import (
 PARALLEL = ("--parallel-groups", "2")
 
 
-def wait_for_file(path: Path, running, timeout: float = 60) -> None:
+def wait_for_file(path: Path, running, timeout: float = TIMEOUT) -> None:
     """Until a test of the running suite has made ``path``."""
     deadline = time.monotonic() + timeout
     while not path.exists():

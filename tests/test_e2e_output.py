@@ -17,9 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
-from .e2e import manage, run
+from .e2e import described, manage, run, test_id
 
 OURS = ("--parallel-groups", "2")
 DJANGOS = ("--testrunner", "django.test.runner.DiscoverRunner", "--parallel", "2")
@@ -42,7 +42,8 @@ def statuses(output: str) -> dict[str, str]:
             # What the test printed (each of its lines starts with "<<").
             line = MARKED.sub("", line)
             if line:
-                found[match["id"]] = line if STATUS.fullmatch(line) else f"?{line}"
+                status = line if STATUS.fullmatch(line) else f"?{line}"
+                found[test_id(match["name"], match["id"])] = status
                 break
     return found
 
@@ -56,6 +57,7 @@ def stdio(*args: str, env: dict[str, str] | None = None):
     return manage("stdio", "-v", "2", *args, env=env)
 
 
+@tag("any_database")
 class ParityTests(SimpleTestCase):
     """The same suite, four ways, with the interpreter's default stdout."""
 
@@ -93,12 +95,12 @@ class ParityTests(SimpleTestCase):
             with self.subTest(name):
                 out = self.runs[name].output
                 self.assertIn(
-                    "test_os_write (stdio.tests.Streams.test_os_write) ... "
+                    f"{described('stdio.tests.Streams.test_os_write')} ... "
                     "<<os.write(1)>>\n<<os.write(2)>>\nok\n",
                     out,
                 )
                 self.assertIn(
-                    "test_logging (stdio.tests.Streams.test_logging) ... "
+                    f"{described('stdio.tests.Streams.test_logging')} ... "
                     "<<logged by a handler made at import>>\nok\n",
                     out,
                 )
@@ -113,6 +115,7 @@ class ParityTests(SimpleTestCase):
                 )
 
 
+@tag("any_database")
 class StrictStdoutTests(SimpleTestCase):
     """PYTHONIOENCODING=utf-8:strict: printing a lone surrogate is that
     test's error, and only that test's, in every mode."""
@@ -137,6 +140,7 @@ class StrictStdoutTests(SimpleTestCase):
                 self.assertEqual(shown(result.output), shown(serial.output))
 
 
+@tag("any_database")
 class BufferTests(SimpleTestCase):
     """--buffer: sys.stdout is unittest's buffer during a test, as serially
     (no .buffer, no fileno()); a failure's report shows what it printed;
@@ -157,6 +161,7 @@ class BufferTests(SimpleTestCase):
                 self.assertIn("Stdout:\n<<printed by a failing test>>", report)
 
 
+@tag("any_database")
 class ClosedStdoutTests(SimpleTestCase):
     def test_a_test_that_closes_stdout_does_not_end_its_worker(self):
         serial = manage("stdio.closing", "-v", "2")
@@ -173,6 +178,7 @@ class ClosedStdoutTests(SimpleTestCase):
                 self.assertEqual(result.summary, "OK")
 
 
+@tag("any_database")
 class BrokenStdoutTests(SimpleTestCase):
     """Our stdout becomes a pipe nobody reads (``| head``, once head has
     read its lines): the tests' output is lost, said once, and the run

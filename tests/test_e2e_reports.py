@@ -6,13 +6,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from .e2e import manage
 
 PASSES = "reporting.tests.Passes"
 
 
+@tag("any_database")
 class ReportPathTests(SimpleTestCase):
     def test_bad_paths_are_refused_before_the_first_test(self):
         with tempfile.TemporaryDirectory() as tmp:

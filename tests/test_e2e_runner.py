@@ -10,13 +10,14 @@ import tempfile
 from pathlib import Path
 
 from django.db import connection
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from concurrent_runner.reports.skips import SKIPS_UNSTARTED
 
 from .e2e import (
     E2E_PROJECT,
     OUTCOMES_RAN,
+    described,
     e2e_databases,
     manage,
     run,
@@ -24,8 +25,13 @@ from .e2e import (
 )
 
 PARALLEL = ("--parallel-groups", "2")
+#: The "stopping" suite's tests.
+STOPPING_RAN = 22
+#: Django's --durations exists on Python 3.12+.
+DJANGO_DURATIONS = sys.version_info >= (3, 12)
 
 
+@tag("any_database")
 class ReplayTests(SimpleTestCase):
     """Every kind of outcome comes back from workers as it does serially."""
 
@@ -87,13 +93,14 @@ class ReplayTests(SimpleTestCase):
         out = self.parallel.output
         self.assertEqual(out.count("printed by test_prints"), 1)
         self.assertRegex(
-            out, r"test_prints \(outcomes\.tests\.Passing\.test_prints\) \.\.\. "
-            r"printed by test_prints\nok"
-        )  # fmt: skip
+            out,
+            re.escape(described("outcomes.tests.Passing.test_prints"))
+            + r" \.\.\. printed by test_prints\nok",
+        )
         self.assertRegex(
             out,
-            r"test_fails \(outcomes\.tests\.Failing\.test_fails\) \.\.\. "
-            r"output of the failing test\nstderr of the failing test\nFAIL",
+            re.escape(described("outcomes.tests.Failing.test_fails"))
+            + r" \.\.\. output of the failing test\nstderr of the failing test\nFAIL",
         )
 
     def test_buffer_discards_passing_output_and_keeps_failing(self):
@@ -137,6 +144,7 @@ class InProcessTests(SimpleTestCase):
         self.assertNotIn("worker processes", result.output)
 
 
+@tag("any_database")
 class InvocationTests(SimpleTestCase):
     """The three ways a Django project starts its tests."""
 
@@ -202,6 +210,7 @@ class FreshInterpreterInvocationTests(InvocationTests):
     env = {"EXPECT_WORKERS": "2", "E2E_FORK_WORKERS": "0"}
 
 
+@tag("any_database")
 class BadGroupTests(SimpleTestCase):
     def assert_rejected(self, label, *fragments):
         for args in ((), PARALLEL):
@@ -244,6 +253,7 @@ class BadGroupTests(SimpleTestCase):
 # so that our own parallel run can spread them over its workers.
 
 
+@tag("any_database")
 class SelectionFlagTests(SimpleTestCase):
     """Flags that choose which tests run, and in what order."""
 
@@ -266,8 +276,7 @@ class SelectionFlagTests(SimpleTestCase):
         self.assertFalse(any("AllDatabases" in t for t in excluded.statuses()))
 
     def test_failfast_stops_every_worker(self):
-        full = manage("stopping", *PARALLEL)
-        self.assertEqual(full.ran, 22, full.output)
+        # Of the suite's STOPPING_RAN tests (ReportingFlagTests runs them all).
         stopped = manage("stopping", "--failfast", *PARALLEL)
         self.assertEqual(stopped.returncode, 1, stopped.output)
         self.assertIn("first failure", stopped.output)
@@ -296,21 +305,37 @@ class SelectionFlagTests(SimpleTestCase):
         self.assertEqual(first.statuses(), second.statuses())
 
 
+@tag("any_database")
 class ReportingFlagTests(SimpleTestCase):
     """Flags that change what the run prints."""
 
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # One run of the whole "stopping" suite serves --timing, --durations
+        # and the durations file.
+        tmp = tempfile.TemporaryDirectory()
+        cls.addClassCleanup(tmp.cleanup)
+        cls.durations_file = Path(tmp.name) / "durations.json"
+        durations = ("--durations", "3") if DJANGO_DURATIONS else ()
+        cls.stopping = manage(
+            "stopping", "--timing", *durations, *PARALLEL,
+            env={"DURATIONS_FILE": str(cls.durations_file)},
+        )  # fmt: skip
+
+    def test_the_whole_suite_ran(self):
+        self.assertEqual(self.stopping.returncode, 1, self.stopping.output)
+        self.assertEqual(self.stopping.ran, STOPPING_RAN, self.stopping.output)
+
     def test_timing(self):
-        result = manage("multidb", "--timing", *PARALLEL)
-        self.assertEqual(result.returncode, 0, result.output)
-        self.assertIn("Total database setup took", result.output)
-        self.assertIn("Total run took", result.output)
+        self.assertIn("Total database setup took", self.stopping.output)
+        self.assertIn("Total run took", self.stopping.output)
 
     def test_durations(self):
-        if sys.version_info < (3, 12):
+        if not DJANGO_DURATIONS:
             self.skipTest("Django offers --durations on Python 3.12+ only")
-        result = manage("stopping", "--durations", "3", *PARALLEL)
-        self.assertIn("Slowest test durations", result.output)
-        self.assertIn("stopping.tests.Slow", result.output)
+        self.assertIn("Slowest test durations", self.stopping.output)
+        self.assertIn("stopping.tests.Slow", self.stopping.output)
 
     def test_debug_sql_shows_the_workers_queries(self):
         result = manage("outcomes.tests.Failing", "outcomes.tests.Passing",
@@ -329,26 +354,26 @@ class ReportingFlagTests(SimpleTestCase):
         self.assertIn("... ok", loud.output)
 
     def test_durations_file_is_written_and_read(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "durations.json"
-            env = {"DURATIONS_FILE": str(path)}
-            manage("stopping", *PARALLEL, env=env)
-            data = json.loads(path.read_text())
-            self.assertEqual(data["version"], 1)
-            self.assertGreater(data["classes"]["stopping.tests.SlowOne"], 1.0)
-            self.assertLess(data["classes"]["stopping.tests.AFailsFirst"], 1.0)
-            # Recorded times now outrank the test counts: AFailsFirst (4 tests,
-            # fast) is planned at its recorded time, not as 4 tests.
-            second = manage("stopping", "-v", "2", *PARALLEL, env=env)
-            planned = re.search(
-                r"^  worker \d: stopping.tests.AFailsFirst \(estimate ([\d.]+)\)$",
-                second.output,
-                re.M,
-            )
-            self.assertIsNotNone(planned, second.output)
-            self.assertLess(float(planned.group(1)), 1.0)
+        path = self.durations_file
+        data = json.loads(path.read_text())
+        self.assertEqual(data["version"], 1)
+        self.assertGreater(data["classes"]["stopping.tests.SlowOne"], 1.0)
+        self.assertLess(data["classes"]["stopping.tests.AFailsFirst"], 1.0)
+        # Recorded times now outrank the test counts: AFailsFirst (4 tests,
+        # fast) is planned at its recorded time, not as 4 tests.
+        second = manage(
+            "stopping", "-v", "2", *PARALLEL, env={"DURATIONS_FILE": str(path)}
+        )
+        planned = re.search(
+            r"^  worker \d: stopping.tests.AFailsFirst \(estimate ([\d.]+)\)$",
+            second.output,
+            re.M,
+        )
+        self.assertIsNotNone(planned, second.output)
+        self.assertLess(float(planned.group(1)), 1.0)
 
 
+@tag("any_database")
 class FailedTests(SimpleTestCase):
     def test_failed_runs_what_failed_last_time(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -379,6 +404,7 @@ class FailedTests(SimpleTestCase):
             )
 
 
+@tag("any_database")
 class ReproduceTests(SimpleTestCase):
     def test_a_failure_only_in_parallel_comes_with_its_workers_sequence(self):
         serial = manage("orderdep", "-v", "2")
@@ -443,6 +469,7 @@ class ReproduceTests(SimpleTestCase):
             )
 
 
+@tag("any_database")
 class RefusedFlagTests(SimpleTestCase):
     """Flags that cannot go with --parallel-groups, and a bad value of it."""
 
@@ -549,6 +576,7 @@ class DatabasePerSlotTests(SimpleTestCase):
         self.assertRegex(names[2], r"_2(\.sqlite3)?$")
 
 
+@tag("any_database")
 class ShardAndListTests(SimpleTestCase):
     def test_shards_cover_the_suite_exactly_once(self):
         # All shards must read the same durations (here: none), as CI shards
@@ -592,6 +620,7 @@ class ShardAndListTests(SimpleTestCase):
         self.assertIn("the shard K/N needs 1 <= K <= N", result.output)
 
 
+@tag("any_database")
 class ReportTests(SimpleTestCase):
     def junit(self, *args):
         import xml.etree.ElementTree as ET
@@ -702,6 +731,7 @@ class ReportTests(SimpleTestCase):
         )
 
 
+@tag("any_database")
 class InProcessOutputTests(SimpleTestCase):
     def test_verbose_in_process_output_is_discover_runners_line_for_line(self):
         # Suites that do not depend on the one documented difference (an
@@ -739,7 +769,7 @@ class InProcessOutputTests(SimpleTestCase):
             bare = "skipped 'not today'"
             self.assertIn(bare, django_lines)
             django_lines[django_lines.index(bare)] = (
-                f"test_skipped (outcomes.tests.Mixed.test_skipped) ... {bare}"
+                f"{described('outcomes.tests.Mixed.test_skipped')} ... {bare}"
             )
         self.assertEqual(ours_lines, django_lines)
 
@@ -785,6 +815,7 @@ class TuningTests(SimpleTestCase):
             )
 
 
+@tag("any_database")
 class StandInSqliteTests(SimpleTestCase):
     def test_the_connection_outlives_each_test_as_in_memory(self):
         if connection.vendor != "sqlite":
@@ -812,6 +843,7 @@ class StandInSqliteTests(SimpleTestCase):
         self.assertEqual(result.ran, 4)
 
 
+@tag("any_database")
 class OutputOrderTests(SimpleTestCase):
     def test_printed_output_stays_next_to_its_test_in_a_log(self):
         # stdout and stderr go to one file here, and stdout is block-buffered,
@@ -820,11 +852,9 @@ class OutputOrderTests(SimpleTestCase):
         self.assertEqual(result.returncode, 0, result.output)
         for cls in ("ChattyA", "ChattyB", "ChattyC"):
             for method in ("test_one", "test_two"):
-                test_id = re.escape(f"chatty.tests.{cls}.{method}")
-                self.assertRegex(
-                    result.output,
-                    rf"{method} \({test_id}\) \.\.\. <<{test_id}>>x{{5000}}\nok\n",
-                )
+                test_id = f"chatty.tests.{cls}.{method}"
+                line = re.escape(f"{described(test_id)} ... <<{test_id}>>")
+                self.assertRegex(result.output, rf"{line}x{{5000}}\nok\n")
 
     def test_the_check_report_comes_before_the_clones_in_a_log(self):
         result = manage("multidb", *PARALLEL, env={"PYTHONUNBUFFERED": ""})
@@ -835,6 +865,7 @@ class OutputOrderTests(SimpleTestCase):
         )
 
 
+@tag("any_database")
 class ExitTests(SimpleTestCase):
     """The test process skips the collector's last passes at exit; what
     Python promises at exit still happens."""
@@ -869,6 +900,7 @@ class ExitTests(SimpleTestCase):
         self.assertIn("a plain object was freed at exit", lines)
 
 
+@tag("any_database")
 class LongClassTests(SimpleTestCase):
     def test_a_very_long_class_runs_whole_beside_the_short_ones(self):
         # Real suites often have one class far longer than the rest.

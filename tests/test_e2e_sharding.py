@@ -7,7 +7,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from .e2e import manage, run
 
@@ -21,6 +21,7 @@ def split_of(output: str) -> str:
     return lines[0].split()[2].rstrip(":")
 
 
+@tag("any_database")
 class ExplicitShardTests(SimpleTestCase):
     def test_ci_variables_alone_shard_nothing(self):
         whole = manage("outcomes", "-v", "2")
@@ -54,6 +55,7 @@ class ExplicitShardTests(SimpleTestCase):
         self.assertNotIn("Creating test database", result.output)
 
 
+@tag("any_database")
 class ShardsInTurnTests(SimpleTestCase):
     def test_every_shard_in_turn_runs_each_test_exactly_once(self):
         """The shards of one run, one after the other in one folder, as a

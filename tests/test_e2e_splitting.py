@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from .e2e import manage
 
@@ -45,6 +45,7 @@ def read_log(path: Path) -> list[tuple[int, str, str]]:
     return lines
 
 
+@tag("any_database")
 class SplitRunTests(SimpleTestCase):
     def test_a_long_class_runs_as_chunks_each_with_its_fixtures(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from .e2e import manage
 
 
+@tag("any_database")
 class SharedAcrossWorkersTests(SimpleTestCase):
     def test_counter_under_mp_lock_loses_nothing_across_workers(self):
         # syncing.tests.ZCheck (isolated_serial, so it runs last) fails if an

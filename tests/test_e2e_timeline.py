@@ -15,7 +15,7 @@ from collections import Counter
 from itertools import combinations
 from pathlib import Path
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from .e2e import example, manage
 from .test_timeline import EXTERNAL, parse
@@ -39,6 +39,7 @@ def overlap(a: dict, b: dict) -> bool:
     return a["start"] < b["end"] - 1e-6 and b["start"] < a["end"] - 1e-6
 
 
+@tag("any_database")
 class TimelineOfTheExampleTests(SimpleTestCase):
     @classmethod
     def setUpClass(cls):
@@ -159,6 +160,7 @@ class TimelineOfTheExampleTests(SimpleTestCase):
         self.assertTrue(shot.exists() and shot.stat().st_size > 10_000)
 
 
+@tag("any_database")
 class TimelineOfOtherRunsTests(SimpleTestCase):
     def test_in_process_run_has_one_lane(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -8,9 +8,9 @@ migrations left, as it would serially.
 
 from __future__ import annotations
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
-from .e2e import manage
+from .e2e import fixture_error_line, manage
 
 PARALLEL = ("--parallel-groups", "2")
 HOW = {
@@ -20,6 +20,7 @@ HOW = {
 }
 
 
+@tag("any_database")
 class FixtureDeathTests(SimpleTestCase):
     def run_breaking(self, where: str, fault: str, *args: str, **env: str):
         return manage(
@@ -48,7 +49,8 @@ class FixtureDeathTests(SimpleTestCase):
                     self.assertEqual(
                         statuses["teardowns.test_others.Fine.test_fine"], "ok"
                     )
-                    self.assertIn(f"{where} ({target}) ... ERROR", out)
+                    line = fixture_error_line(f"{where} ({target})")
+                    self.assertIn(f"\n{line}\n", out)
                     self.assertIn(f"ERROR: {where} ({target})", out)
                     self.assertIn(f"The worker running {where} ({target}) {how}", out)
                     self.assertEqual(result.summary, "FAILED (errors=1)")

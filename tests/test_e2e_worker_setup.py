@@ -13,7 +13,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, tag
 
 from .e2e import manage
 
@@ -60,6 +60,7 @@ class FeatureMarksTests(SimpleTestCase):
         )
 
 
+@tag("any_database")
 class SkippedFirstTests(SimpleTestCase):
     """A class whose first test is ``@skip``ped, and a skip after a slow
     test (1 s): the same report, and no skipped test gets another's time."""

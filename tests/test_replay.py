@@ -413,10 +413,20 @@ class FixtureAfterUnexpectedSuccessTests(unittest.TestCase):
             result, "setUpClass (fake.mod.Broken)", p.Error(exc_info(ValueError("x")))
         )
         lines = stream.getvalue().splitlines()
+        if sys.version_info < (3, 11):
+            # 3.10's TextTestResult writes a bare status for a fixture's
+            # error, serially too: replay prints what unittest prints.
+            self.assertEqual(lines[-1], "ERROR")
+            return
         self.assertIn("setUpClass (fake.mod.Broken) ... ERROR", lines)
         self.assertNotIn("ERROR", lines)
 
 
+@unittest.skipIf(
+    sys.version_info < (3, 11),
+    "NamedSkips is used on 3.12.0-3.12.1 only and works through 3.11's "
+    "TextTestResult._newline, which 3.10 does not have",
+)
 class NamedSkipsTests(unittest.TestCase):
     def result(self) -> tuple[Any, io.StringIO]:
         from concurrent_runner.reports.skips import NamedSkips
@@ -439,18 +449,14 @@ class NamedSkipsTests(unittest.TestCase):
             p.TestRecord(0, started=False, outcomes=[p.Skip("why")]),
         )
         lines = stream.getvalue().splitlines()
-        self.assertEqual(
-            lines[-1], f"test_b ({MODULE}.Sample.test_b) ... skipped 'why'"
-        )
+        self.assertEqual(lines[-1], f"{skipped} ... skipped 'why'")
 
     def test_a_started_skip_is_named_once(self):
         result, stream = self.result()
         test = make_test("test_c")
         result.startTest(test)
         result.addSkip(test, "later")
-        self.assertEqual(
-            stream.getvalue(), f"test_c ({MODULE}.Sample.test_c) ... skipped 'later'\n"
-        )
+        self.assertEqual(stream.getvalue(), f"{test} ... skipped 'later'\n")
 
 
 class WrittenOutputTests(unittest.TestCase):

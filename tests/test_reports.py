@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import unittest
 import xml.etree.ElementTree as ET
 from typing import Any
+from unittest import mock
 
 from concurrent_runner.parallel import protocol as p
 from concurrent_runner.parallel.replay import replay_test
@@ -319,6 +321,14 @@ class ProgressTests(unittest.TestCase):
         self.assertIn("0.6s", stream.getvalue())
         progress.run_ended()
         self.assertTrue(stream.getvalue().endswith("\r\x1b[K"))
+
+    def test_a_terminal_of_no_reported_width_gets_the_whole_line(self) -> None:
+        # A pseudo-terminal nobody sized: Python 3.10 reports 0 columns.
+        unsized = os.terminal_size((0, 0))
+        with mock.patch("shutil.get_terminal_size", return_value=unsized):
+            progress, _clock = self.progress(FakeTTY())
+            progress.unit_started(1, 0, "shared")
+        self.assertIn("| running: T0]", progress.stream.getvalue())
 
     def test_nothing_at_verbosity_zero(self) -> None:
         for stream in (FakeTTY(), io.StringIO()):

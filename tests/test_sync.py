@@ -311,28 +311,33 @@ class TrailTests(SyncDirTestCase):
         while len(list(here.glob("started-*"))) < {total}:
             assert time.monotonic() < deadline, "others never started"
             time.sleep(0.01)
-        time.sleep({linger})
+        # The one told to leave last waits until the others have left.
+        while {leave_last} and len(list(here.glob("left-*"))) < {total} - 1:
+            assert time.monotonic() < deadline, "others never left"
+            time.sleep(0.01)
         with mp_trail("shared", "finish") as last:
             print("last" if last else "not-last", flush=True)
+        (here / "left-{n}").touch()
     """
 
-    def consumer(self, n: int, total: int, linger: float = 0.0) -> subprocess.Popen:
+    def consumer(
+        self, n: int, total: int, leave_last: bool = False
+    ) -> subprocess.Popen:
         return self.spawn(
-            self.CONSUMER.format(dir=str(self.dir), n=n, total=total, linger=linger)
+            self.CONSUMER.format(
+                dir=str(self.dir), n=n, total=total, leave_last=leave_last
+            )
         )
 
     def test_overlapping_consumers_get_one_first_and_one_last(self) -> None:
         total = 6
-        # The last one lingers well beyond the others, so that which one
-        # leaves last does not depend on how busy the machine is.
         processes = [
-            self.consumer(n, total, linger=0.5 if n == total - 1 else 0.0)
-            for n in range(total)
+            self.consumer(n, total, leave_last=n == total - 1) for n in range(total)
         ]
         outputs = [self.finish(p).split() for p in processes]
         self.assertEqual(sum(o[0] == "first" for o in outputs), 1, outputs)
         self.assertEqual(sum(o[1] == "last" for o in outputs), 1, outputs)
-        # The one that lingered longest left last.
+        # The one that waited for the others left last.
         self.assertEqual(outputs[-1][1], "last")
 
     def test_first_consumers_body_runs_before_the_others_go_on(self) -> None:

@@ -199,8 +199,7 @@ class Progress(RunListener):
     def _redraw(self) -> None:
         if not self.tty or self.verbosity < 1 or self._ended:
             return
-        columns = shutil.get_terminal_size().columns
-        text = self.line()[: max(20, columns - 1)]
+        text = self.line()[: max(20, _columns() - 1)]
         self._write(f"\r\x1b[K\x1b[2m{text}\x1b[0m")
         self._shown = True
         self.last = self.clock()
@@ -233,3 +232,10 @@ def outcome_of(record: p.TestRecord) -> str:
     if any(isinstance(o, p.Skip) for o in record.outcomes):
         return "skipped"
     return "passed"
+
+
+def _columns() -> int:
+    """The terminal's width. A terminal that reports 0 columns (a pseudo-
+    terminal nobody sized) has 80, as Python 3.11+ says; 3.10 says 0."""
+    columns = shutil.get_terminal_size().columns
+    return columns if columns > 0 else 80
