@@ -25,7 +25,7 @@ import shutil
 import sys
 import unittest
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -647,15 +647,23 @@ class Runner(DiscoverRunner):
         return super().suite_result(suite, result, **kwargs)
 
     def _history(self) -> dict[str, float]:
-        """Durations of earlier runs, read once per run."""
+        """Class durations of earlier runs, read once per run."""
+        from .planning import durations
+
+        return self._read_once("history", durations.load)
+
+    def _read_once(
+        self, attribute: str, load: Callable[[Path], dict[str, float]]
+    ) -> dict[str, float]:
+        """``load`` the durations file, once per run (kept on the run state)."""
         from .planning import durations
 
         run = self._run
         if run is None:
-            return durations.load(durations.durations_path())
-        if run.history is None:
-            run.history = durations.load(durations.durations_path())
-        return run.history
+            return load(durations.durations_path())
+        if getattr(run, attribute) is None:
+            setattr(run, attribute, load(durations.durations_path()))
+        return getattr(run, attribute)
 
     def _estimates(self, tests: list[Any], units: list[Unit]) -> list[float]:
         from .planning import durations
@@ -690,12 +698,7 @@ class Runner(DiscoverRunner):
         """Test durations of earlier runs, read once per run."""
         from .planning import durations
 
-        run = self._run
-        if run is None:
-            return durations.load_tests(durations.durations_path())
-        if run.test_history is None:
-            run.test_history = durations.load_tests(durations.durations_path())
-        return run.test_history
+        return self._read_once("test_history", durations.load_tests)
 
     def _plan(self, units: list[Unit], estimates: list[float]) -> Plan:
         from .planning.plan import make_plan

@@ -58,23 +58,12 @@ class FlushedDatabases:
 
     def empty(self, aliases: set[str]) -> None:
         """Flush ``aliases`` as a ``TransactionTestCase`` does after a test."""
-        from django.core.management import call_command
-
         for alias in sorted(aliases):
-            call_command(
-                "flush",
-                verbosity=0,
-                interactive=False,
-                database=alias,
-                reset_sequences=False,
-                allow_cascade=False,
-                inhibit_post_migrate=False,
-            )
+            _flush(alias, inhibit_post_migrate=False)
             self.unknown.discard(alias)
 
     def restore(self, aliases: set[str]) -> None:
         """Empty ``aliases`` and load what the migrations left in them."""
-        from django.core.management import call_command
         from django.db import connections
 
         for alias in sorted(aliases):
@@ -82,18 +71,25 @@ class FlushedDatabases:
             contents = getattr(connection, "_test_serialized_contents", None)
             if contents is None:
                 continue  # nothing to put back: the parent did not serialize it
-            call_command(
-                "flush",
-                verbosity=0,
-                interactive=False,
-                database=alias,
-                reset_sequences=False,
-                allow_cascade=False,
-                inhibit_post_migrate=True,
-            )
+            _flush(alias, inhibit_post_migrate=True)
             connection.creation.deserialize_db_from_string(contents)
             self.aliases.discard(alias)
             self.unknown.discard(alias)
+
+
+def _flush(alias: str, inhibit_post_migrate: bool) -> None:
+    """The flush of ``TransactionTestCase._fixture_teardown``."""
+    from django.core.management import call_command
+
+    call_command(
+        "flush",
+        verbosity=0,
+        interactive=False,
+        database=alias,
+        reset_sequences=False,
+        allow_cascade=False,
+        inhibit_post_migrate=inhibit_post_migrate,
+    )
 
 
 class UnitSuite(unittest.TestSuite):
