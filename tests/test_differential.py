@@ -11,29 +11,48 @@ Tagged "differential": ``runtests.py --tag differential`` runs only these.
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
 from django.test import SimpleTestCase
 from django.test.utils import tag
-from hypothesis import HealthCheck, Phase, given, settings
 
 from tests.dbconfig import vendor
 from tests.differential import oracle, spec
-from tests.differential.strategies import cases
+from tests.optional import require
 
 #: Suites per class: each costs two runs of a small project (2 to 8 s on a
 #: loaded 2-core machine). PostgreSQL and MariaDB clone more slowly.
 BUDGET = 5 if vendor() == "sqlite" else 1
 
 
-def budget(examples: int):  # type: ignore[no-untyped-def]
-    return settings(
-        max_examples=examples,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        # Each example is two runs: a failure prints its suite unshrunk.
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+def generated(**options: Any) -> Callable[..., Any]:
+    """Run the test on BUDGET generated cases (``strategies.cases(**options)``).
+    Without Hypothesis (a plain ``pip install .``) it skips, and fails in CI."""
+
+    def decorate(test: Callable[..., Any]) -> Callable[..., Any]:
+        if importlib.util.find_spec("hypothesis") is None:
+
+            def missing(self: SimpleTestCase) -> None:
+                require(self, "hypothesis")
+
+            return missing
+        from hypothesis import HealthCheck, Phase, given, settings
+
+        from tests.differential.strategies import cases
+
+        return settings(
+            max_examples=BUDGET,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            # Each example is two runs: a failure prints its suite unshrunk.
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )(given(cases(**options))(test))
+
+    return decorate
 
 
 def assert_agrees(test: SimpleTestCase, case: spec.Case) -> None:
@@ -48,16 +67,14 @@ def assert_agrees(test: SimpleTestCase, case: spec.Case) -> None:
 
 @tag("differential")
 class ForkedWorkersTests(SimpleTestCase):
-    @budget(BUDGET)
-    @given(cases(fork=True, faults=False))
+    @generated(fork=True, faults=False)
     def test_forked_workers_agree_with_discover_runner(self, case: spec.Case) -> None:
         assert_agrees(self, case)
 
 
 @tag("differential")
 class FreshWorkersTests(SimpleTestCase):
-    @budget(BUDGET)
-    @given(cases(fork=False, faults=False))
+    @generated(fork=False, faults=False)
     def test_fresh_workers_agree_with_discover_runner(self, case: spec.Case) -> None:
         assert_agrees(self, case)
 
@@ -66,7 +83,6 @@ class FreshWorkersTests(SimpleTestCase):
 class FaultTests(SimpleTestCase):
     """A worker that dies or hangs costs only the test or fixture it was in."""
 
-    @budget(BUDGET)
-    @given(cases(faults=True, max_modules=2))
+    @generated(faults=True, max_modules=2)
     def test_faults_cost_only_what_was_in_flight(self, case: spec.Case) -> None:
         assert_agrees(self, case)
