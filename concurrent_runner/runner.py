@@ -499,7 +499,8 @@ class Runner(DiscoverRunner):
 
         self.log(
             f"Running {len(units)} unit(s) in {len(plan.phases)} phase(s) on "
-            f"{plan.workers} worker processes{splits.summary()}."
+            f"{plan.workers} worker process{'es' if plan.workers != 1 else ''}"
+            f"{splits.summary()}."
         )
         self.log(
             f"The number of workers was chosen by {self.workers_chosen_by}.",
