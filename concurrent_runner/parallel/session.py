@@ -170,10 +170,11 @@ class ParallelSession:
             # where stdout is a block-buffered pipe (a CI log).
             sys.stdout.flush()
             cloned = self.clone_slots()
+            aliases = clones.primaries(old_config)
             reused: list[int] = []
             if self.options.keepdb:
                 self.kept = kept.decide(
-                    clones.primaries(old_config),
+                    aliases,
                     cloned,
                     self.options.rundir,
                     restorable_aliases(self.tests),
@@ -184,18 +185,13 @@ class ParallelSession:
                 # Clones kept by earlier --keepdb runs: made again, or (the
                 # last slot's, which works on the test databases) dropped.
                 every = list(range(1, self.workers + 1))
-                ours = kept.ours_among(
-                    clones.primaries(old_config), every, self.options.rundir
-                )
+                ours = kept.ours_among(aliases, every, self.options.rundir)
                 self.kept = kept.KeptClones({}, {}, {}, ours)
                 self._drop_also = [
                     slot
                     for slot in every
                     if slot not in cloned
-                    and any(
-                        kept.clone_name(alias, slot) in ours
-                        for alias in clones.primaries(old_config)
-                    )
+                    and any(kept.clone_name(alias, slot) in ours for alias in aliases)
                 ]
             to_clone = [slot for slot in cloned if slot not in reused]
             # Asked here, in the main thread: the clones' threads cannot.
@@ -407,12 +403,7 @@ def restorable_aliases(tests: Iterable[Any]) -> set[str]:
     TransactionTestCase left them flushed: those whose contents this run
     serialized (to put back before a ``TestCase``), and those no
     ``TestCase`` of this run uses."""
-    from django.test import TestCase
-
-    needed: set[str] = set()
-    for cls in {type(test) for test in tests}:
-        if issubclass(cls, TestCase):
-            needed.update(cls._databases_names(include_mirrors=False))  # type: ignore[attr-defined]
+    needed = _aliases_by_kind(tests)[True]
     serialized = {
         alias
         for alias in connections
@@ -426,15 +417,18 @@ def serialized_aliases_needed(tests: Iterable[Any]) -> set[str]:
     ``TransactionTestCase`` flushed it, in some worker: their contents after
     the migrations are serialized, for the worker to put back
     (``unit_suite.FlushedDatabases``)."""
+    by_kind = _aliases_by_kind(tests)
+    return by_kind[True] & by_kind[False]
+
+
+def _aliases_by_kind(tests: Iterable[Any]) -> dict[bool, set[str]]:
+    """The databases the tests' ``TestCase`` classes use (``True``) and
+    their other ``TransactionTestCase`` classes use (``False``)."""
     from django.test import TestCase, TransactionTestCase
 
     by_kind: dict[bool, set[str]] = {True: set(), False: set()}
-    seen: set[type] = set()
-    for test in tests:
-        cls = type(test)
-        if cls in seen or not issubclass(cls, TransactionTestCase):
-            continue
-        seen.add(cls)
-        aliases = cls._databases_names(include_mirrors=False)  # type: ignore[attr-defined]
-        by_kind[issubclass(cls, TestCase)].update(aliases)
-    return by_kind[True] & by_kind[False]
+    for cls in {type(test) for test in tests}:
+        if issubclass(cls, TransactionTestCase):
+            aliases = cls._databases_names(include_mirrors=False)  # type: ignore[attr-defined]
+            by_kind[issubclass(cls, TestCase)].update(aliases)
+    return by_kind
