@@ -25,7 +25,7 @@ import shutil
 import sys
 import unittest
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -127,8 +127,8 @@ class _RunState:
     timeline: Any = None  # reports.timeline.Timeline
     junit: Any = None  # reports.junit.JUnitReport
     session: ParallelSession | None = None
-    history: dict[str, float] | None = None  # recorded durations, read once
-    test_history: dict[str, float] | None = None  # the same, per test
+    #: Recorded durations (per class, per test), read once.
+    recorded: tuple[dict[str, float], dict[str, float]] | None = None
     kept_open: list[Any] = field(default_factory=list)  # sqlite.keep_open_like_memory
     pg_tuning: int | None = None  # postgresql.tune_postgresql's token
     checked: bool = False  # run_checks already ran (a parallel run, before cloning)
@@ -649,22 +649,22 @@ class Runner(DiscoverRunner):
 
     def _history(self) -> dict[str, float]:
         """Class durations of earlier runs, read once per run."""
-        from .planning import durations
+        return self._recorded()[0]
 
-        return self._read_once("history", durations.load)
+    def _test_history(self) -> dict[str, float]:
+        """Test durations of earlier runs, read once per run."""
+        return self._recorded()[1]
 
-    def _read_once(
-        self, attribute: str, load: Callable[[Path], dict[str, float]]
-    ) -> dict[str, float]:
-        """``load`` the durations file, once per run (kept on the run state)."""
+    def _recorded(self) -> tuple[dict[str, float], dict[str, float]]:
+        """The durations file, read once per run (kept on the run state)."""
         from .planning import durations
 
         run = self._run
         if run is None:
-            return load(durations.durations_path())
-        if getattr(run, attribute) is None:
-            setattr(run, attribute, load(durations.durations_path()))
-        return getattr(run, attribute)
+            return durations.load_both(durations.durations_path())
+        if run.recorded is None:
+            run.recorded = durations.load_both(durations.durations_path())
+        return run.recorded
 
     def _estimates(self, tests: list[Any], units: list[Unit]) -> list[float]:
         from .planning import durations
@@ -694,12 +694,6 @@ class Runner(DiscoverRunner):
             workers=self.parallel_groups,
             refused=refused,
         )
-
-    def _test_history(self) -> dict[str, float]:
-        """Test durations of earlier runs, read once per run."""
-        from .planning import durations
-
-        return self._read_once("test_history", durations.load_tests)
 
     def _plan(self, units: list[Unit], estimates: list[float]) -> Plan:
         from .planning.plan import make_plan

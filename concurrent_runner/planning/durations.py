@@ -60,6 +60,12 @@ def load_tests(path: Path) -> dict[str, float]:
     return _section(_read(path), "tests")
 
 
+def load_both(path: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """``load(path)`` and ``load_tests(path)``, from one read of the file."""
+    data = _read(path)
+    return _section(data, "classes"), _section(data, "tests")
+
+
 def _read(path: Path) -> dict[str, object]:
     try:
         data = json.loads(path.read_text())
@@ -181,13 +187,12 @@ def merge(target: Path, sources: Sequence[Path]) -> Merged:
     ones winning for a class found in several. ``target`` is written only
     when a source holds durations; OSError if it cannot be."""
     result = Merged()
-    classes = load(target)
-    tests = load_tests(target)
+    classes, tests = load_both(target)
     for source in sources:
-        found = load(source)
+        found, found_tests = load_both(source)
         if found:
             classes.update(found)
-            tests.update(load_tests(source))
+            tests.update(found_tests)
             result.merged.append(source)
         elif not source.exists():
             result.skipped.append((source, "no such file"))
