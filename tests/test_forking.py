@@ -21,6 +21,7 @@ from concurrent_runner.parallel import protocol as p
 from concurrent_runner.parallel import workers
 from concurrent_runner.parallel.forking import (
     FORK_FAILED,
+    ForkedProcess,
     ForkRequest,
     ForkServer,
     ForkServerGone,
@@ -239,6 +240,34 @@ class AskingWithoutWaitingTests(ForkServerCase):
         self.assertFalse(self.server.usable)
         with self.assertRaises(ForkServerGone):
             self.ask(2)  # from here, fresh interpreters
+
+
+class ServerSeenGoneWhileWaitingTests(SimpleTestCase):
+    """The fork server's end is found closed by whichever look at it comes
+    first; the wait for a fork it never answered ends as a failed fork,
+    never as a timeout (seen in CI: TimeoutExpired after 0 s)."""
+
+    class Server:
+        """Found gone on the ``gone_at``-th look at its channel."""
+
+        def __init__(self, gone_at: int) -> None:
+            self.alive = True
+            self.usable = True
+            self.returncodes: dict[int, int] = {}
+            self.looks = 0
+            self.gone_at = gone_at
+
+        def pump(self, timeout: float) -> None:
+            self.looks += 1
+            if self.looks >= self.gone_at:
+                self.alive = False
+
+    def test_whichever_look_finds_it_gone(self) -> None:
+        for gone_at in range(1, 5):
+            with self.subTest(gone_at=gone_at):
+                process = ForkedProcess(self.Server(gone_at))  # type: ignore[arg-type]
+                self.assertEqual(process.wait(BOUND), FORK_FAILED)
+                self.assertEqual(process.failed, "the fork server is gone")
 
 
 class ForkFailureTests(SimpleTestCase):

@@ -186,8 +186,11 @@ class ForkedProcess:
         return self._server.returncodes.get(self._pid)
 
     def poll(self) -> int | None:
-        self._settle(0)
+        # Pump first: a server found gone by this pump is then seen by
+        # _settle, which gives the fork up (else wait() took a gone server
+        # for a timeout).
         self._server.pump(0)
+        self._settle(0)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
