@@ -12,8 +12,10 @@ a test database and a check for leftovers sees only its own.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -176,10 +178,12 @@ class Started:
             **(env or {}),
         }
         self.output_path = self.tmpdir.parent / f"{self.tmpdir.name}.out"
+        self.began = time.monotonic()
         # What a user types at prompts (Django's "Type 'yes' ..."), from a
         # file: a prompt nobody expected reads EOF instead of hanging.
         answers_path = self.tmpdir.parent / f"{self.tmpdir.name}.in"
         answers_path.write_text(answers or "")
+        self.cpu_before = _children_cpu()
         with open(self.output_path, "wb") as out, open(answers_path, "rb") as stdin:
             answers_path.unlink()
             self.process = subprocess.Popen(
@@ -225,6 +229,7 @@ class Started:
                 f"{self.output()}"
             ) from None
         result = Run(self.argv, self.process.returncode, self.output())
+        _log_cost(self)
         try:
             if check_clean:
                 assert_nothing_left(self.tag, self.tmpdir, result)
@@ -232,6 +237,38 @@ class Started:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self.output_path.unlink(missing_ok=True)
         return result
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _log_cost(started: Started) -> None:
+    """With E2E_COST_LOG=FILE: a JSON line per run (the e2e test that ran
+    it, its wall time and the processor time of its whole process tree),
+    to find where CI's time goes."""
+    log = os.environ.get("E2E_COST_LOG")
+    if not log:
+        return
+    import traceback
+
+    where = next(
+        (
+            f"{Path(frame.filename).stem}:{frame.name}"
+            for frame in traceback.extract_stack()
+            if Path(frame.filename).name.startswith("test_")
+        ),
+        "?",
+    )
+    entry = {
+        "test": where,
+        "argv": started.argv[1:],
+        "wall": round(time.monotonic() - started.began, 2),
+        "cpu": round(_children_cpu() - started.cpu_before, 2),
+    }
+    with open(log, "a") as out:
+        out.write(json.dumps(entry) + "\n")
 
 
 def start(
