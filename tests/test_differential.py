@@ -2,9 +2,11 @@
 
 Hypothesis generates small suites (tests/differential/) and each is run by
 Django's DiscoverRunner and by ours; see tests/differential/oracle.py for
-what must agree. The examples are derandomized, so that CI runs the same
-suites every time; ``python -m tests.differential`` hunts further. A
-failure prints the suite as a JSON file's content, for ``--replay``.
+what must agree. The examples are seeded by the Python and Django line
+(``leg_seed``), so that each CI leg runs the same suites every time and the
+legs together run different ones; ``python -m tests.differential`` hunts
+further. A failure prints the suite as a JSON file's content, for
+``--replay``.
 
 Tagged "differential": ``runtests.py --tag differential`` runs only these.
 """
@@ -12,6 +14,8 @@ Tagged "differential": ``runtests.py --tag differential`` runs only these.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -22,14 +26,30 @@ from tests.dbconfig import vendor
 from tests.differential import oracle, spec
 from tests.optional import require
 
-#: Suites per class: each costs two runs of a small project (2 to 8 s on a
+#: Suites per class: each costs two runs of a small project (1 to 8 s on a
 #: loaded 2-core machine). PostgreSQL and MariaDB clone more slowly.
-BUDGET = 5 if vendor() == "sqlite" else 1
+#: DIFFERENTIAL_EXAMPLES=N asks for more.
+BUDGET = int(os.environ.get("DIFFERENTIAL_EXAMPLES") or 0) or (
+    6 if vendor() == "sqlite" else 1
+)
+
+
+def leg_seed() -> int:
+    """The Hypothesis seed: DIFFERENTIAL_SEED, else one of this Python and
+    Django line. The same on every run of a leg, so a failure comes back;
+    different between CI's legs, so that together they try different
+    suites (the first example, the simplest, is the same everywhere)."""
+    if os.environ.get("DIFFERENTIAL_SEED"):
+        return int(os.environ["DIFFERENTIAL_SEED"])
+    import django
+
+    return sys.version_info[0] * 10_000 + sys.version_info[1] * 100 + django.VERSION[0]
 
 
 def generated(**options: Any) -> Callable[..., Any]:
-    """Run the test on BUDGET generated cases (``strategies.cases(**options)``).
-    Without Hypothesis (a plain ``pip install .``) it skips, and fails in CI."""
+    """Run the test on BUDGET generated cases (``strategies.cases(**options)``)
+    drawn with ``leg_seed()``. Without Hypothesis (a plain ``pip install
+    .``) it skips, and fails in CI."""
 
     def decorate(test: Callable[..., Any]) -> Callable[..., Any]:
         if importlib.util.find_spec("hypothesis") is None:
@@ -38,19 +58,20 @@ def generated(**options: Any) -> Callable[..., Any]:
                 require(self, "hypothesis")
 
             return missing
-        from hypothesis import HealthCheck, Phase, given, settings
+        from hypothesis import HealthCheck, Phase, given, seed, settings
 
         from tests.differential.strategies import cases
 
-        return settings(
-            max_examples=BUDGET,
-            derandomize=True,
-            database=None,
-            deadline=None,
-            # Each example is two runs: a failure prints its suite unshrunk.
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )(given(cases(**options))(test))
+        return seed(leg_seed())(
+            settings(
+                max_examples=BUDGET,
+                database=None,
+                deadline=None,
+                # Each example is two runs: a failure prints its suite unshrunk.
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )(given(cases(**options))(test))
+        )
 
     return decorate
 
