@@ -30,7 +30,7 @@ from tests.optional import require
 #: loaded 2-core machine). PostgreSQL and MariaDB clone more slowly.
 #: DIFFERENTIAL_EXAMPLES=N asks for more.
 BUDGET = int(os.environ.get("DIFFERENTIAL_EXAMPLES") or 0) or (
-    6 if vendor() == "sqlite" else 1
+    4 if vendor() == "sqlite" else 1
 )
 
 
