@@ -53,6 +53,22 @@ def count_groups(alias: str = "default") -> int:
     return Group.objects.using(alias).count()
 
 
+def session_id() -> int | None:
+    """The server's id of this process's session on "default" (None on
+    SQLite, which has no server)."""
+    from django.db import connection
+
+    query = {
+        "postgresql": "SELECT pg_backend_pid()",
+        "mysql": "SELECT CONNECTION_ID()",
+    }.get(connection.vendor)
+    if query is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        return cursor.fetchone()[0]
+
+
 def create_group(name: str, alias: str = "default") -> int:
     return Group.objects.using(alias).create(name=name).pk
 

@@ -331,6 +331,19 @@ class ForkedServerTests(SimpleTestCase):
         self.calls.stop_server()
         self.assertIsNotNone(server.process.returncode, "reaped")
 
+    def test_a_server_forked_while_connected_leaves_the_connection_alone(self):
+        # A worker forks its server before it connects; forked from a
+        # process that holds a connection, the server and its calls must
+        # not use it, nor close it: a call's close ended our session
+        # ("Server has gone away" on MariaDB, seen in CI).
+        ours = call_funcs.session_id()
+        self.calls.fork_server()
+        sessions = call_concurrently(2, call_funcs.session_id)
+        self.assertEqual(call_funcs.session_id(), ours)  # still ours, alive
+        if ours is not None:
+            self.assertNotIn(ours, sessions)
+            self.assertEqual(len(set(sessions)), 2, sessions)
+
     def test_a_forked_server_gone_before_the_first_call_is_replaced(self):
         self.calls.fork_server()
         server = self.calls._current

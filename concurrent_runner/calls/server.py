@@ -374,8 +374,30 @@ def _outcome_of(child: _Child, batch: Batch) -> CallOutcome:
     )
 
 
+#: The database connections a forked server found open: the sessions of the
+#: process it was forked from. Held here until the server's ``os._exit``,
+#: never used, closed or collected: any of these would end the session
+#: under its owner (a close sends the server a goodbye on the shared socket).
+_INHERITED: list[Any] = []
+
+
+def forget_inherited_connections() -> None:
+    """Give every alias a new, unconnected connection, keeping the ones this
+    process was forked with (see ``_INHERITED``). A worker forks its call
+    server before it connects; forked from a process that holds one (a test
+    that forks a server itself), the calls would otherwise run on, and then
+    close, its connection."""
+    from django.db import connections
+
+    for wrapper in connections.all(initialized_only=True):
+        if wrapper.connection is not None:
+            _INHERITED.append(wrapper)
+            connections[wrapper.alias] = connections.create_connection(wrapper.alias)
+
+
 def serve(control: Connection) -> None:
     """Answer batches until the caller closes the connection."""
+    forget_inherited_connections()
     _preload()
     control.send(ServerReady(os.getpid()))
     while True:
