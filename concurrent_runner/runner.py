@@ -816,9 +816,8 @@ class Runner(DiscoverRunner):
         def on_cloning(cloning: Any) -> None:
             timeline = self._state().timeline
             if timeline is not None:
-                self._state().cloning_bar = timeline.databases_bar(
-                    f"cloning them for {len(session.clone_slots())} of "
-                    f"{session.workers} workers"
+                self._state().cloning_bar = timeline.clones_bar(
+                    len(cloning.cloned), len(cloning.kept), session.workers
                 )
             self._check_interrupts()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from concurrent_runner.reports.timeline import (
     Bar,
     Timeline,
+    clones_label,
     fitted,
     render_html,
     short_name,
@@ -183,3 +184,17 @@ class HtmlTests(unittest.TestCase):
             ("efficiency", "50%"),
         ):
             self.assertIn(f'id="{element}">{text}<', self.html)
+
+
+class ClonesLabelTests(unittest.TestCase):
+    def test_made_kept_or_both(self) -> None:
+        self.assertEqual(clones_label(3, 0, 4), "cloning them for 3 of 4 workers")
+        # A second --keepdb run made none: it says it used the kept ones.
+        self.assertEqual(
+            clones_label(0, 4, 4), "using the kept clones of 4 of 4 workers"
+        )
+        self.assertEqual(
+            clones_label(1, 3, 4),
+            "cloning them for 1 of 4 workers; using the kept clones of 3 of 4 workers",
+        )
+        self.assertEqual(clones_label(0, 0, 1), "cloning them for 0 of 1 workers")

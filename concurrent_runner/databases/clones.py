@@ -168,6 +168,8 @@ class Cloning:
         connections.close_all()  # PostgreSQL copies no template in use
         aliases = primaries(old_config)
         cloned = list(range(1, slots + 1) if cloned is None else cloned)
+        #: The slots this run makes clones for, and those it uses kept ones.
+        self.cloned, self.kept = cloned, list(kept)
         self._after_clone = after_clone
         for alias in aliases:
             for _ in cloned:

@@ -33,6 +33,17 @@ COLOURS = {
 }
 
 
+def clones_label(made: int, kept: int, workers: int) -> str:
+    """How the clones bar reads: a run that made no clone (every one kept)
+    says so, instead of "cloning"."""
+    parts = []
+    if made or not kept:
+        parts.append(f"cloning them for {made} of {workers} workers")
+    if kept:
+        parts.append(f"using the kept clones of {kept} of {workers} workers")
+    return "; ".join(parts)
+
+
 @dataclass
 class Bar:
     kind: str  # "unit", "startup", "databases"
@@ -80,6 +91,11 @@ class Timeline:
     def add(self, bar: Bar) -> Bar:
         self.bars.append(bar)
         return bar
+
+    def clones_bar(self, made: int, kept: int, workers: int) -> Bar:
+        """The databases lane's bar for the workers' clones: ``made`` this
+        run, ``kept`` from an earlier --keepdb run and used again."""
+        return self.databases_bar(clones_label(made, kept, workers))
 
     def databases_bar(self, label: str) -> Bar:
         """A bar on the databases lane (the parent's), from now."""
