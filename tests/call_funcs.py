@@ -69,6 +69,13 @@ def session_id() -> int | None:
         return cursor.fetchone()[0]
 
 
+def inherited_connections() -> int:
+    """How many connections the call server set aside as inherited."""
+    from concurrent_runner.calls import server
+
+    return len(server._INHERITED)
+
+
 def create_group(name: str, alias: str = "default") -> int:
     return Group.objects.using(alias).create(name=name).pk
 

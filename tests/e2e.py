@@ -246,8 +246,8 @@ def _children_cpu() -> float:
 
 def _log_cost(started: Started) -> None:
     """With E2E_COST_LOG=FILE: a JSON line per run (the e2e test that ran
-    it, its wall time and the processor time of its whole process tree),
-    to find where CI's time goes."""
+    it, its wall time and the processor time of its process tree, roughly:
+    what this process reaped meanwhile), to find where CI's time goes."""
     log = os.environ.get("E2E_COST_LOG")
     if not log:
         return

@@ -386,7 +386,9 @@ def forget_inherited_connections() -> None:
     process was forked with (see ``_INHERITED``). A worker forks its call
     server before it connects; forked from a process that holds one (a test
     that forks a server itself), the calls would otherwise run on, and then
-    close, its connection."""
+    close, its connection. Only this thread's connections are seen: those
+    of other threads, and the idle connections of a PostgreSQL pool
+    (``OPTIONS["pool"]``), are not; no worker has either when it forks."""
     from django.db import connections
 
     for wrapper in connections.all(initialized_only=True):
