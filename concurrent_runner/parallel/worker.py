@@ -252,12 +252,7 @@ class WorkerResult(unittest.TestResult):
         super().addSkip(test, reason)
         if isinstance(test, unittest.case._SubTest):  # type: ignore[attr-defined]
             # Skipped inside ``with self.subTest(...)``: the subtest is named.
-            subtest = p.SubTestResult(
-                p.portable(_subtest_message(test)),
-                {k: p.portable(v) for k, v in test.params.items()},
-                None,
-            )
-            self._outcome(test.test_case, p.Skip(reason, subtest))
+            self._outcome(test.test_case, p.Skip(reason, _subtest_result(test, None)))
             return
         self._outcome(test, p.Skip(reason))
 
@@ -272,14 +267,7 @@ class WorkerResult(unittest.TestResult):
     def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
         super().addSubTest(test, subtest, err)
         if err is not None:
-            self._outcome(
-                test,
-                p.SubTestResult(
-                    p.portable(_subtest_message(subtest)),
-                    {k: p.portable(v) for k, v in subtest.params.items()},
-                    self._portable(err, test),
-                ),
-            )
+            self._outcome(test, _subtest_result(subtest, self._portable(err, test)))
 
     def addDuration(self, test: Any, elapsed: float) -> None:
         if self._record is not None:
@@ -288,6 +276,16 @@ class WorkerResult(unittest.TestResult):
     def _exc_info_to_string(self, err: Any, test: Any) -> str:
         # The parent formats errors; storing text here would only cost time.
         return ""
+
+
+def _subtest_result(subtest: Any, err: Any) -> p.SubTestResult:
+    """A subtest's outcome as sent to the parent: its message and
+    parameters, and ``err`` (None for a skipped subtest)."""
+    return p.SubTestResult(
+        p.portable(_subtest_message(subtest)),
+        {k: p.portable(v) for k, v in subtest.params.items()},
+        err,
+    )
 
 
 def _text_of(buffer: Any) -> str:

@@ -54,14 +54,10 @@ def load(path: Path) -> dict[str, float]:
     return _section(_read(path), "classes")
 
 
-def load_tests(path: Path) -> dict[str, float]:
-    """The test durations in ``path`` (test id -> seconds), read like
-    ``load``; what splitting a class into chunks is decided from."""
-    return _section(_read(path), "tests")
-
-
 def load_both(path: Path) -> tuple[dict[str, float], dict[str, float]]:
-    """``load(path)`` and ``load_tests(path)``, from one read of the file."""
+    """``load(path)``, and the test durations in ``path`` (test id ->
+    seconds, read the same way: what splitting a class into chunks is
+    decided from), from one read of the file."""
     data = _read(path)
     return _section(data, "classes"), _section(data, "tests")
 
