@@ -217,3 +217,22 @@ class FindingsTests(SimpleTestCase):
             RunSpec(workers=2, fork=False),
         )
         assert_agrees(self, case)
+
+    def test_failfast_ends_a_test_at_its_skipped_subtest(self) -> None:
+        # unittest's failfast stops a test at its first subtest that did not
+        # succeed, a skip included (serially too, 3.10 to 3.13): the failing
+        # subtest after it never runs and the run is OK. The oracle expected
+        # the failure (an oracle false positive; ours was right).
+        tests = [
+            TestSpec(
+                "test_alpha0", outcome="subtests", subtests=["skip", "pass", "fail"]
+            ),
+            TestSpec("test_gamma1", outcome="subtests", subtests=["pass"]),
+        ]
+        for workers in (1, 2):
+            with self.subTest(workers=workers):
+                case = Case(
+                    [module("m0", cls("C0", "TransactionTestCase", tests=tests))],
+                    RunSpec(workers=workers, fork=False, failfast=True),
+                )
+                assert_agrees(self, case)
