@@ -328,7 +328,7 @@ class RecordingTests(unittest.TestCase):
             self.assertEqual(len(data["tests"]), 4)
             # Read back, the fixture time is one chunk's (their mean), not
             # their sum.
-            totals = tests_by_class(durations.load_tests(path))
+            totals = tests_by_class(durations.load_both(path)[1])
             self.assertAlmostEqual(
                 fixture_time(LONG, durations.load(path), totals) or 0.0, 0.6
             )
@@ -364,17 +364,17 @@ class RecordingTests(unittest.TestCase):
             durations.save(path, {"a.C": 1.0}, {"a.B.test_1": 0.75, "a.C.t": 1})
             self.assertEqual(durations.load(path), {"a.B": 2.0, "a.C": 1.0})
             self.assertEqual(
-                durations.load_tests(path), {"a.B.test_1": 0.75, "a.C.t": 1.0}
+                durations.load_both(path)[1], {"a.B.test_1": 0.75, "a.C.t": 1.0}
             )
             other = Path(tmp) / "shard.json"
             durations.save(other, {"a.D": 3.0}, {"a.D.test_1": 2.5})
             target = Path(tmp) / "merged.json"
             durations.merge(target, [path, other])
-            self.assertEqual(durations.load_tests(target)["a.D.test_1"], 2.5)
-            self.assertEqual(len(durations.load_tests(target)), 3)
+            self.assertEqual(durations.load_both(target)[1]["a.D.test_1"], 2.5)
+            self.assertEqual(len(durations.load_both(target)[1]), 3)
             # A file without tests (an older one) still loads.
             durations.write(path, {"a.B": 2.0})
-            self.assertEqual(durations.load_tests(path), {})
+            self.assertEqual(durations.load_both(path)[1], {})
             self.assertEqual(durations.load(path), {"a.B": 2.0})
 
 
